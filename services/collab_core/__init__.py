@@ -1,0 +1,1 @@
+"""Shared core: OT text type, protocol messages, tokens. Pure; no I/O."""
