@@ -1,4 +1,6 @@
-"""Error codes and WebSocket close codes of the wire protocol (PROTOCOL.md, "Errors and close codes").
+"""Error codes and WebSocket close codes of the wire protocol.
+
+PROTOCOL.md, "Errors and close codes", is the reference for every value here.
 
 Every client-visible failure is a :class:`ProtocolError` carrying one :class:`ErrorCode`.
 The tree::

@@ -49,7 +49,7 @@ class OpError(ValueError):
 
 
 def _delete_length(d: int | str) -> int:
-    return d if type(d) is int else len(d)  # type: ignore[arg-type]
+    return d if isinstance(d, int) else len(d)
 
 
 def _has_lone_surrogate(s: str) -> bool:
@@ -65,21 +65,21 @@ def _has_lone_surrogate(s: str) -> bool:
 
 def _check_component(c: object, i: int) -> int:
     """Validate one component; return how many document code points it consumes."""
-    kind = type(c)
-    if kind is int:
-        if c <= 0:  # type: ignore[operator]
+    # ``type(...) is`` rather than isinstance: JSON ``true`` decodes to a bool, an int subclass.
+    if type(c) is int:
+        if c <= 0:
             raise OpError(f"component {i}: skip must be a positive integer")
-        return c  # type: ignore[return-value]
-    if kind is str:
+        return c
+    if type(c) is str:
         if not c:
             raise OpError(f"component {i}: insert must not be empty")
-        if _has_lone_surrogate(c):  # type: ignore[arg-type]
+        if _has_lone_surrogate(c):
             raise OpError(f"component {i}: insert contains a lone surrogate")
         return 0
-    if kind is dict:
-        if len(c) != 1 or "d" not in c:  # type: ignore[arg-type]
+    if type(c) is dict:
+        if len(c) != 1 or "d" not in c:
             raise OpError(f'component {i}: an object component must be {{"d": n}}')
-        d = c["d"]  # type: ignore[index]
+        d = c["d"]
         if type(d) is int:
             if d <= 0:
                 raise OpError(f"component {i}: delete must be a positive integer")
@@ -91,9 +91,9 @@ def _check_component(c: object, i: int) -> int:
                 raise OpError(f"component {i}: delete contains a lone surrogate")
             return len(d)
         raise OpError(f"component {i}: delete must be a positive integer or a non-empty string")
-    if kind is bool or kind is float:
+    if type(c) is bool or type(c) is float:
         raise OpError(f"component {i}: skip must be a positive integer")
-    raise OpError(f"component {i}: unknown component {kind.__name__}")
+    raise OpError(f"component {i}: unknown component {type(c).__name__}")
 
 
 def check(op: object, length: int | None = None) -> None:
@@ -117,20 +117,20 @@ def input_length(op: Sequence[Component]) -> int:
     """Code points of the document that ``op`` skips or deletes (the least it fits)."""
     n = 0
     for c in op:
-        if type(c) is int:
-            n += c  # type: ignore[operator]
-        elif type(c) is dict:
-            n += _delete_length(c["d"])  # type: ignore[index]
+        if isinstance(c, int):
+            n += c
+        elif isinstance(c, dict):
+            n += _delete_length(c["d"])
     return n
 
 
 def output_length(op: Sequence[Component], length: int) -> int:
     """Length of the document after applying ``op`` to one of ``length`` code points."""
     for c in op:
-        if type(c) is str:
+        if isinstance(c, str):
             length += len(c)
-        elif type(c) is dict:
-            length -= _delete_length(c["d"])  # type: ignore[index]
+        elif isinstance(c, dict):
+            length -= _delete_length(c["d"])
     return length
 
 
@@ -144,13 +144,13 @@ def apply(text: str, op: Sequence[Component]) -> str:
     parts: list[str] = []
     pos = 0
     for c in op:
-        if type(c) is int:
-            parts.append(text[pos : pos + c])  # type: ignore[operator]
-            pos += c  # type: ignore[operator]
-        elif type(c) is str:
+        if isinstance(c, int):
+            parts.append(text[pos : pos + c])
+            pos += c
+        elif isinstance(c, str):
             parts.append(c)
         else:
-            pos += _delete_length(c["d"])  # type: ignore[index]
+            pos += _delete_length(c["d"])
     if not parts:
         return text[pos:]
     parts.append(text[pos:])
@@ -167,7 +167,7 @@ def _appender(op: Op) -> Callable[[Component | None], None]:
     def append(c: Component | None) -> None:
         if not c:
             return
-        if type(c) is dict:
+        if isinstance(c, dict):
             d = c["d"]
             if d == 0 or d == "":
                 return
@@ -175,18 +175,19 @@ def _appender(op: Op) -> Callable[[Component | None], None]:
             op.append(c)
             return
         last = op[-1]
-        kind = type(c)
-        if kind is not type(last):
-            op.append(c)
-        elif kind is dict:
-            ld = last["d"]  # type: ignore[index]
-            cd = c["d"]  # type: ignore[index]
-            if type(ld) is str and type(cd) is str:
+        if isinstance(c, int) and isinstance(last, int):
+            op[-1] = last + c
+        elif isinstance(c, str) and isinstance(last, str):
+            op[-1] = last + c
+        elif isinstance(c, dict) and isinstance(last, dict):
+            ld = last["d"]
+            cd = c["d"]
+            if isinstance(ld, str) and isinstance(cd, str):
                 op[-1] = {"d": ld + cd}
             else:
                 op[-1] = {"d": _delete_length(ld) + _delete_length(cd)}
         else:
-            op[-1] = last + c  # type: ignore[operator]
+            op.append(c)
 
     return append
 
@@ -202,14 +203,14 @@ def normalize(op: Sequence[Component]) -> Op:
     out: Op = []
     append = _appender(out)
     for c in op:
-        append(dict(c) if type(c) is dict else c)  # type: ignore[arg-type]
+        append(dict(c) if isinstance(c, dict) else c)
     return _trim(out)
 
 
 def _dslice(d: int | str, start: int, end: int | None = None) -> int | str:
-    if type(d) is int:
+    if isinstance(d, int):
         return (d if end is None else min(d, end)) - start
-    return d[start:end]  # type: ignore[index]
+    return d[start:end]
 
 
 class _Cursor:
@@ -236,7 +237,7 @@ class _Cursor:
             return None if n == -1 else n
         c = self.op[self.idx]
         offset = self.offset
-        if type(c) is int:
+        if isinstance(c, int):
             rest = c - offset
             if n == -1 or rest <= n:
                 self.idx += 1
@@ -244,14 +245,14 @@ class _Cursor:
                 return rest
             self.offset += n
             return n
-        if type(c) is str:
+        if isinstance(c, str):
             if n == -1 or indivisible == "i" or len(c) - offset <= n:
                 self.idx += 1
                 self.offset = 0
                 return c[offset:] if offset else c
             self.offset += n
             return c[offset : offset + n]
-        d = c["d"]  # type: ignore[index]
+        d = c["d"]
         if n == -1 or indivisible == "d" or _delete_length(d) - offset <= n:
             self.idx += 1
             self.offset = 0
@@ -261,11 +262,11 @@ class _Cursor:
 
 
 def _length(c: Component) -> int:
-    if type(c) is int:
-        return c  # type: ignore[return-value]
-    if type(c) is str:
+    if isinstance(c, int):
+        return c
+    if isinstance(c, str):
         return len(c)
-    return _delete_length(c["d"])  # type: ignore[index]
+    return _delete_length(c["d"])
 
 
 def transform(op: Sequence[Component], other: Sequence[Component], side: Side) -> Op:
@@ -284,30 +285,30 @@ def transform(op: Sequence[Component], other: Sequence[Component], side: Side) -
     append = _appender(out)
     cur = _Cursor(op)
     for c2 in other:
-        if type(c2) is int:
-            length: int = c2  # type: ignore[assignment]
+        if isinstance(c2, int):
+            length: int = c2
             while length > 0:
                 c1 = cur.take(length, "i")
                 assert c1 is not None
                 append(c1)
-                if type(c1) is not str:
+                if not isinstance(c1, str):
                     length -= _length(c1)
-        elif type(c2) is str:
-            if side == "left" and type(cur.peek()) is str:
+        elif isinstance(c2, str):
+            if side == "left" and isinstance(cur.peek(), str):
                 append(cur.take(-1))
             append(len(c2))
         else:
-            length = _delete_length(c2["d"])  # type: ignore[index]
+            length = _delete_length(c2["d"])
             while length > 0:
                 c1 = cur.take(length, "i")
                 assert c1 is not None
-                if type(c1) is int:
-                    length -= c1  # type: ignore[operator]
-                elif type(c1) is str:
+                if isinstance(c1, int):
+                    length -= c1
+                elif isinstance(c1, str):
                     append(c1)
                 else:
                     # That text is deleted already; our delete of it is moot.
-                    length -= _delete_length(c1["d"])  # type: ignore[index]
+                    length -= _delete_length(c1["d"])
     while (c := cur.take(-1)) is not None:
         append(c)
     return _trim(out)
@@ -321,28 +322,28 @@ def compose(a: Sequence[Component], b: Sequence[Component]) -> Op:
     append = _appender(out)
     cur = _Cursor(a)
     for c2 in b:
-        if type(c2) is int:
-            length: int = c2  # type: ignore[assignment]
+        if isinstance(c2, int):
+            length: int = c2
             while length > 0:
                 chunk = cur.take(length, "d")
                 assert chunk is not None
                 append(chunk)
-                if type(chunk) is not dict:
+                if not isinstance(chunk, dict):
                     length -= _length(chunk)
-        elif type(c2) is str:
+        elif isinstance(c2, str):
             append(c2)
         else:
-            d = c2["d"]  # type: ignore[index]
+            d = c2["d"]
             length = _delete_length(d)
             offset = 0
             while offset < length:
                 chunk = cur.take(length - offset, "d")
                 assert chunk is not None
-                if type(chunk) is int:
+                if isinstance(chunk, int):
                     # b deletes text that a kept: the delete survives.
-                    append({"d": _dslice(d, offset, offset + chunk)})  # type: ignore[operator]
-                    offset += chunk  # type: ignore[operator]
-                elif type(chunk) is str:
+                    append({"d": _dslice(d, offset, offset + chunk)})
+                    offset += chunk
+                elif isinstance(chunk, str):
                     # b deletes text that a inserted: the two cancel.
                     offset += len(chunk)
                 else:
@@ -361,13 +362,13 @@ def transform_position(position: int, op: Sequence[Component]) -> int:
     for c in op:
         if position <= pos:
             break
-        if type(c) is int:
-            pos += c  # type: ignore[operator]
-        elif type(c) is str:
+        if isinstance(c, int):
+            pos += c
+        elif isinstance(c, str):
             pos += len(c)
             position += len(c)
         else:
-            position -= min(_delete_length(c["d"]), position - pos)  # type: ignore[index]
+            position -= min(_delete_length(c["d"]), position - pos)
     return position
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from collab_cli.main import main
+
+sys.exit(main())

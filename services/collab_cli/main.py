@@ -1,0 +1,79 @@
+"""The ``collab`` command: run the services, mint tokens, print the version.
+
+Each sub-command imports its service lazily, so ``collab token`` works without the
+server dependencies being imported and a service's start-up cost is paid only by it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from importlib import metadata
+
+from collab_core.auth import Role, TokenCodec
+
+
+def _version() -> str:
+    try:
+        return metadata.version("gremlins-collab")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0+unknown"
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    secret = os.environ.get("COLLAB_JWT_SECRET")
+    if not secret:
+        print("collab token: COLLAB_JWT_SECRET is not set", file=sys.stderr)
+        return 2
+    try:
+        codec = TokenCodec(secret)
+    except ValueError as exc:
+        print(f"collab token: COLLAB_JWT_SECRET: {exc}", file=sys.stderr)
+        return 2
+    token = codec.mint(
+        sub=args.user,
+        name=args.name or args.user,
+        doc=args.doc,
+        role=args.role,
+        now=time.time(),
+        ttl_seconds=args.ttl,
+    )
+    print(token)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="collab",
+        description="Real-time collaborative text editing backend.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    token = commands.add_parser(
+        "token", help="mint an access token with the secret in COLLAB_JWT_SECRET"
+    )
+    token.add_argument("--user", required=True, help="user id (the 'sub' claim)")
+    token.add_argument("--name", help="display name (defaults to the user id)")
+    token.add_argument("--doc", default="*", help="document id, or '*' for any (default)")
+    token.add_argument("--role", choices=[r.value for r in Role], default=Role.EDITOR.value)
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (3600)")
+    token.set_defaults(run=_cmd_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
