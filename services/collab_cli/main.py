@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 
 from collab_core.auth import Role, TokenCodec
 
@@ -45,6 +46,24 @@ def _cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_service(args: argparse.Namespace) -> int:
+    # Imported here: each service pays only for its own imports.
+    if args.command == "gateway":
+        from collab_gateway.__main__ import main as service_main
+    elif args.command == "transform":
+        from collab_transform.__main__ import main as service_main
+    else:
+        from collab_presence.__main__ import main as service_main
+    service_main()
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from collab_cli import up
+
+    return up.run(port=args.port, data_dir=Path(args.data_dir), appendfsync=args.appendfsync)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="collab",
@@ -52,6 +71,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    up = commands.add_parser(
+        "up",
+        help="run the whole system locally (embedded Redis, every service; insecure dev mode)",
+    )
+    up.add_argument("--port", type=int, default=8000, help="gateway port (8000)")
+    up.add_argument("--data-dir", default=".collab", help="where everything is stored (./.collab)")
+    up.add_argument(
+        "--appendfsync",
+        choices=["always", "everysec", "no"],
+        default="always",
+        help="Redis AOF fsync policy; 'always' (default) makes every ack durable",
+    )
+    up.set_defaults(run=_cmd_up)
+
+    for name, text in (
+        ("gateway", "run the WebSocket gateway (settings from COLLAB_GATEWAY_* and REDIS_URL)"),
+        ("transform", "run edit-transform (settings from COLLAB_TRANSFORM_*)"),
+        ("presence", "run presence (settings from COLLAB_PRESENCE_*)"),
+    ):
+        commands.add_parser(name, help=text).set_defaults(run=_cmd_service)
 
     token = commands.add_parser(
         "token", help="mint an access token with the secret in COLLAB_JWT_SECRET"

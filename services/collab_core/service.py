@@ -1,0 +1,165 @@
+"""Running a back-end service: its worker loop, health endpoints and metrics.
+
+edit-transform and presence are each one long-running worker coroutine plus a small
+HTTP listener for ``/healthz``, ``/readyz`` and ``/metrics``. This module runs the worker
+under supervision: a lost Redis connection is retried with backoff (the worker restarts
+from its consumer group's pending entries, so nothing is skipped), and a store whose
+epoch changed stops the worker for good (``/readyz`` stays 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import prometheus_client
+import uvicorn
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from collab_core.store import Epoch, StoreLost
+
+log = logging.getLogger("collab.service")
+
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def connect(url: str) -> Redis:
+    """A Redis client for ``url`` with the timeouts every service uses."""
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=5,
+        health_check_interval=10,
+        socket_keepalive=True,
+        retry_on_timeout=False,
+    )
+
+
+class Supervisor:
+    """Runs ``work`` until cancelled, restarting it after Redis faults.
+
+    Also checks the store epoch every ``epoch_check_seconds``; on a change it cancels
+    the work and stays down (``healthy`` False, ``lost`` True).
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        work: Callable[[], Coroutine[Any, Any, None]],
+        *,
+        name: str,
+        on_restart: Callable[[], None] | None = None,
+        epoch_check_seconds: float = 2.0,
+    ) -> None:
+        self.redis = redis
+        self.work = work
+        self.name = name
+        self.on_restart = on_restart
+        self.epoch = Epoch(redis)
+        self.epoch_check_seconds = epoch_check_seconds
+        self.connected = False
+        self.lost = False
+
+    @property
+    def ready(self) -> bool:
+        return self.connected and not self.lost
+
+    async def run(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                if self.epoch.value is None:
+                    await self.epoch.adopt()
+                else:
+                    await self.epoch.verify()
+                self.connected = True
+                delay = 0.1
+                await self._run_once()
+            except StoreLost as exc:
+                self.lost = True
+                self.connected = False
+                log.critical("%s stopped: %s", self.name, exc)
+                return
+            except REDIS_ERRORS as exc:
+                self.connected = False
+                log.warning("%s: redis unavailable (%s); retrying in %.1fs", self.name, exc, delay)
+                if self.on_restart is not None:
+                    self.on_restart()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _run_once(self) -> None:
+        work = asyncio.create_task(self.work(), name=f"{self.name}-work")
+        try:
+            while not work.done():
+                done, _ = await asyncio.wait({work}, timeout=self.epoch_check_seconds)
+                if not done:
+                    await self.epoch.verify()
+            work.result()
+        finally:
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *REDIS_ERRORS):
+                    await work
+
+
+def health_app(supervisor: Supervisor) -> Starlette:
+    """The HTTP listener of a back-end service, running ``supervisor`` in its lifespan."""
+
+    async def healthz(_: Request) -> Response:
+        # Alive even when the store was lost: a restart would adopt the new, empty store
+        # and serve documents from version 0, which is what refusing prevents.
+        return JSONResponse({"status": "store lost" if supervisor.lost else "ok"})
+
+    async def readyz(_: Request) -> Response:
+        if supervisor.ready:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready"}, status_code=503)
+
+    async def metrics(_: Request) -> Response:
+        return Response(
+            prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(supervisor.run(), name=f"{supervisor.name}-supervisor")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await supervisor.redis.aclose()
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def serve(app: Starlette, *, host: str, port: int, log_level: str) -> None:
+    """Run ``app`` with uvicorn on uvloop until SIGTERM or SIGINT."""
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )

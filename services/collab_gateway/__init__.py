@@ -1,0 +1,1 @@
+"""gateway: WebSocket connections, the HTTP API, and fan-out of committed ops."""

@@ -1,0 +1,1 @@
+"""presence: rosters, cursors and join / leave events of every document."""

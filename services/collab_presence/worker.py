@@ -1,0 +1,163 @@
+"""The presence consumer: presence ingress in, roster and per-document events out.
+
+Runs as one replica: the tracker holds every session in memory. The roster is also kept
+in Redis (``collab:{d:<id>}:roster``, listed in ``collab:rosters``) for welcome messages,
+the participants endpoint, and to restore the tracker after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from collab_core import keys
+from collab_core.ingress import PresenceUpdate
+from collab_presence import metrics
+from collab_presence.tracker import Action, DropParticipant, Publish, SaveParticipant, Tracker
+
+log = logging.getLogger("collab.presence")
+
+ROSTERS = f"{keys.PREFIX}:rosters"
+#: Events kept per document presence stream (gateways read only the newest).
+STREAM_MAXLEN = 1000
+
+_decode = msgspec.json.Decoder().decode
+
+
+class Worker:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        consumer: str,
+        shards: int,
+        flush_ms: int = 40,
+        expire_check_seconds: float = 5.0,
+        block_ms: int = 1000,
+    ) -> None:
+        self.redis = redis
+        self.consumer = consumer
+        self.streams = [keys.presence_ingress(n) for n in range(shards)]
+        self.flush_seconds = flush_ms / 1000
+        self.expire_check_seconds = expire_check_seconds
+        self.block_ms = block_ms
+        self.tracker = Tracker()
+
+    async def run(self) -> None:
+        for stream in self.streams:
+            try:
+                await self.redis.xgroup_create(stream, keys.PRESENCE_GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self.tracker = Tracker()
+        await self._restore()
+        loops = [
+            asyncio.create_task(self._flush_loop(), name="presence-flush"),
+            asyncio.create_task(self._expire_loop(), name="presence-expire"),
+        ]
+        try:
+            await self._consume("0")
+            while True:
+                await self._consume(">")
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _restore(self) -> None:
+        now = time.time()
+        docs: Any = await self.redis.smembers(ROSTERS)
+        for raw_doc in docs:
+            doc = raw_doc.decode()
+            roster: Any = await self.redis.hgetall(keys.roster(doc))
+            for session, participant in roster.items():
+                data = _decode(participant)
+                gateway = data.get("gateway", "") if isinstance(data, dict) else ""
+                self.tracker.restore(doc, session.decode(), participant, gateway, now)
+        metrics.PARTICIPANTS.set(len(self.tracker.sessions))
+
+    async def _consume(self, start: str) -> None:
+        while True:
+            response: Any = await self.redis.xreadgroup(
+                keys.PRESENCE_GROUP,
+                self.consumer,
+                dict.fromkeys(self.streams, start),
+                count=500,
+                block=self.block_ms if start == ">" else None,
+            )
+            actions: list[Action] = []
+            done: list[tuple[str, bytes]] = []
+            now = time.time()
+            for stream, entries in response or []:
+                name = stream.decode() if isinstance(stream, bytes) else stream
+                for entry_id, fields in entries:
+                    done.append((name, entry_id))
+                    if not fields:
+                        continue
+                    try:
+                        update = PresenceUpdate.from_stream(fields)
+                    except (KeyError, ValueError) as exc:
+                        log.error("malformed presence entry %s: %s", entry_id, exc)
+                        continue
+                    metrics.UPDATES.labels(update.kind).inc()
+                    actions.extend(self.tracker.apply(update, now))
+            await self._carry_out(actions)
+            if done:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for name, entry_id in done:
+                        pipe.xack(name, keys.PRESENCE_GROUP, entry_id)
+                        pipe.xdel(name, entry_id)
+                    await pipe.execute()
+            if start == ">" or not done:
+                return
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            await self._carry_out(self.tracker.flush())
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.expire_check_seconds)
+            gateways = sorted(self.tracker.gateways())
+            if not gateways:
+                continue
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for gateway in gateways:
+                    pipe.exists(keys.gateway_load(gateway))
+                found = await pipe.execute()
+            alive = {g for g, exists in zip(gateways, found, strict=True) if exists}
+            actions = self.tracker.expire(alive)
+            metrics.EXPIRED.inc(sum(isinstance(a, DropParticipant) for a in actions))
+            await self._carry_out(actions)
+
+    async def _carry_out(self, actions: Iterable[Action]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        count = 0
+        for action in actions:
+            count += 1
+            if isinstance(action, Publish):
+                pipe.xadd(
+                    keys.presence(action.doc),
+                    {"session": action.session, "msg": action.frame},
+                    maxlen=STREAM_MAXLEN,
+                    approximate=True,
+                )
+            elif isinstance(action, SaveParticipant):
+                pipe.hset(keys.roster(action.doc), action.session, action.participant)
+                pipe.sadd(ROSTERS, action.doc)
+            else:
+                pipe.hdel(keys.roster(action.doc), action.session)
+                if self.tracker.participants(action.doc) == 0:
+                    pipe.srem(ROSTERS, action.doc)
+        if count:
+            await pipe.execute()
+        metrics.PARTICIPANTS.set(len(self.tracker.sessions))

@@ -1,0 +1,1 @@
+"""edit-transform: commits submitted ops to document logs, one total order per document."""

@@ -1,0 +1,138 @@
+"""Appending one op to a document's log: the atomic check-and-append on the version.
+
+The Lua script makes every check before its first write (Redis scripts do not roll
+back): the head must still be at the version the worker transformed against, so two
+replicas, or a paused worker that wakes after its entry was claimed, can never both
+commit a version (DESIGN.md invariant 4). The log entry id ``<v+1>-0`` is a second line
+of defence: XADD refuses an id that is not above the stream's last one. With Redis's
+``appendfsync always`` the script's reply means the op is on disk.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from collab_core import keys, ot
+from collab_core.store import DocumentStore, LogEntry
+
+# KEYS: head, log, snapshot key (for the new version), snapshot index.
+# ARGV: expected head version, new length, snapshot text ('' for none), then the log
+# entry's field/value pairs.
+_COMMIT = """
+local head = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local expected = tonumber(ARGV[1])
+if head ~= expected then
+  return {0, head}
+end
+local fields = {}
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[2], (head + 1) .. '-0', unpack(fields))
+redis.call('HSET', KEYS[1], 'version', head + 1, 'length', ARGV[2])
+if ARGV[3] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[3])
+  redis.call('ZADD', KEYS[4], head + 1, head + 1)
+end
+return {1, head}
+"""
+
+
+@dataclass(slots=True)
+class DocumentView:
+    """What a worker knows of one document: head, text, and the latest ops."""
+
+    version: int
+    text: str
+    recent: deque[LogEntry] = field(default_factory=deque)
+
+    def since(self, version: int) -> list[LogEntry] | None:
+        """The cached ops with ``v >= version``, or None if the cache does not reach back."""
+        if version == self.version:
+            return []
+        if not self.recent or self.recent[0].v > version:
+            return None
+        start = version - self.recent[0].v
+        return list(self.recent)[start:]
+
+    def advance(self, entry: LogEntry, text: str, keep: int) -> None:
+        self.recent.append(entry)
+        while len(self.recent) > keep:
+            self.recent.popleft()
+        self.version = entry.v + 1
+        self.text = text
+
+
+class Committer:
+    """Loads document views and appends ops with the check-and-append script."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        snapshot_every: int = 100,
+        keep_recent: int = 1000,
+        max_cached_documents: int = 1000,
+    ) -> None:
+        self.redis = redis
+        self.store = DocumentStore(redis)
+        self.snapshot_every = snapshot_every
+        self.keep_recent = keep_recent
+        self.max_cached_documents = max_cached_documents
+        self._script = redis.register_script(_COMMIT)
+        self._views: dict[str, DocumentView] = {}
+
+    async def view(self, document_id: str) -> DocumentView:
+        """The cached view of a document, loaded from Redis on first use."""
+        view = self._views.pop(document_id, None)
+        if view is None:
+            version, text = await self.store.current(document_id)
+            view = DocumentView(version, text)
+            if len(self._views) >= self.max_cached_documents:
+                # dicts keep insertion order and every use re-inserts: the first is the LRU.
+                del self._views[next(iter(self._views))]
+        self._views[document_id] = view
+        return view
+
+    async def refresh(self, document_id: str) -> DocumentView:
+        """Bring the view up to the head after another replica committed."""
+        view = await self.view(document_id)
+        for entry in await self.store.entries(document_id, view.version):
+            view.advance(entry, ot.apply(view.text, entry.op), self.keep_recent)
+        return view
+
+    def clear(self) -> None:
+        """Drop every cached view (after losing Redis, the cache may be stale)."""
+        self._views.clear()
+
+    async def since(self, document_id: str, view: DocumentView, version: int) -> list[LogEntry]:
+        cached = view.since(version)
+        if cached is not None:
+            return cached
+        return await self.store.entries(document_id, version, view.version)
+
+    async def append(
+        self, document_id: str, view: DocumentView, entry: LogEntry, text: str
+    ) -> bool:
+        """Commit ``entry`` at ``view.version``. False if the head moved (refresh, retry)."""
+        assert entry.v == view.version
+        new_version = view.version + 1
+        snapshot = text if new_version % self.snapshot_every == 0 else ""
+        args: list[bytes | str | int | float] = [view.version, len(text), snapshot]
+        for name, value in entry.stream_fields().items():
+            args.append(name)
+            args.append(value)
+        ok, _head = await self._script(
+            keys=[
+                keys.head(document_id),
+                keys.log(document_id),
+                keys.snapshot(document_id, new_version),
+                keys.snapshots(document_id),
+            ],
+            args=args,
+        )
+        if not ok:
+            return False
+        view.advance(entry, text, self.keep_recent)
+        return True

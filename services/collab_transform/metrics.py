@@ -1,0 +1,36 @@
+"""Prometheus metrics of edit-transform, declared once."""
+
+from prometheus_client import Counter, Histogram
+
+from collab_core.telemetry import LATENCY_BUCKETS
+
+COMMITTED = Counter("collab_transform_commits_total", "Ops committed to document logs.")
+CONFLICTS = Counter(
+    "collab_transform_version_conflicts_total",
+    "Commits retried because another replica committed the version first.",
+)
+DUPLICATES = Counter(
+    "collab_transform_duplicates_total", "Resent ops recognised as already committed."
+)
+REFUSED = Counter("collab_transform_refused_total", "Submissions refused, by error code.", ["code"])
+CLAIMED = Counter(
+    "collab_transform_claimed_total", "Ingress entries taken over from an idle consumer."
+)
+DEAD_LETTERED = Counter(
+    "collab_transform_dead_lettered_total", "Ingress entries dropped after too many deliveries."
+)
+COMMIT_SECONDS = Histogram(
+    "collab_transform_commit_seconds",
+    "Time of the check-and-append script.",
+    buckets=LATENCY_BUCKETS,
+)
+PROCESS_SECONDS = Histogram(
+    "collab_transform_process_seconds",
+    "Time to process one submission: load, transform, commit.",
+    buckets=LATENCY_BUCKETS,
+)
+SUBMIT_TO_COMMIT_SECONDS = Histogram(
+    "collab_transform_submit_to_commit_seconds",
+    "From the gateway receiving an op to its commit (clocks of two hosts).",
+    buckets=LATENCY_BUCKETS,
+)

@@ -1,0 +1,34 @@
+"""edit-transform settings: environment variables ``COLLAB_TRANSFORM_*``."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from collab_core.settings import ServiceSettings
+
+
+def _default_consumer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class TransformSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="COLLAB_TRANSFORM_")
+
+    port: int = Field(8001, ge=0, le=65535)
+    consumer: str = Field(
+        default_factory=_default_consumer,
+        min_length=1,
+        description="Consumer name in the ingress group; stable across restarts of one replica.",
+    )
+    max_document_chars: int = Field(
+        1_048_576, ge=1, description="Largest document, in code points."
+    )
+    snapshot_every: int = Field(100, ge=1, description="Store the full text every N versions.")
+    batch: int = Field(100, ge=1, le=10_000, description="Entries read per XREADGROUP.")
+    claim_idle_ms: int = Field(
+        10_000, ge=100, description="Take over another consumer's entry after it idled this long."
+    )

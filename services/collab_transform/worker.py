@@ -1,0 +1,241 @@
+"""The edit-transform consumer: ingress streams in, committed ops and replies out.
+
+Delivery from a consumer group is at-least-once: an entry can be processed twice (after
+a crash before XACK, or when a paused worker wakes after another claimed its entry).
+That is safe because the commit is a check-and-append on the version and a resent op
+is recognised among the ops since its base version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from collab_core import keys
+from collab_core.errors import ErrorCode
+from collab_core.ingress import Reply, Submission
+from collab_core.store import LogEntry
+from collab_transform import metrics
+from collab_transform.commit import Committer
+from collab_transform.pipeline import Commit, Duplicate, Refuse, decide
+
+log = logging.getLogger("collab.transform")
+
+#: Commit attempts per submission before it is refused with ``internal``.
+MAX_ATTEMPTS = 20
+#: Deliveries of one ingress entry before it is treated as poison and dead-lettered.
+MAX_DELIVERIES = 5
+REPLY_MAXLEN = 10_000
+
+_encode_op = msgspec.json.encode
+
+
+class Worker:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        consumer: str,
+        shards: int,
+        max_document_chars: int,
+        snapshot_every: int = 100,
+        batch: int = 100,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 10_000,
+    ) -> None:
+        self.redis = redis
+        self.consumer = consumer
+        self.streams = [keys.op_ingress(n) for n in range(shards)]
+        self.max_document_chars = max_document_chars
+        self.batch = batch
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.committer = Committer(redis, snapshot_every=snapshot_every)
+        self.ready = False
+
+    async def ensure_groups(self) -> None:
+        for stream in self.streams:
+            try:
+                await self.redis.xgroup_create(stream, keys.TRANSFORM_GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def run(self) -> None:
+        """Consume until cancelled: first this consumer's own pending entries, then new ones."""
+        await self.ensure_groups()
+        self.ready = True
+        # After a restart, entries delivered to this consumer name but never acknowledged
+        # are re-read with id 0 (Redis streams: "recovering from permanent failures").
+        await self._consume("0")
+        claimer = asyncio.create_task(self._claim_loop(), name="transform-claim")
+        try:
+            while True:
+                await self._consume(">")
+        finally:
+            claimer.cancel()
+            await asyncio.gather(claimer, return_exceptions=True)
+
+    async def _consume(self, start: str) -> None:
+        while True:
+            response: Any = await self.redis.xreadgroup(
+                keys.TRANSFORM_GROUP,
+                self.consumer,
+                dict.fromkeys(self.streams, start),
+                count=self.batch,
+                block=self.block_ms if start == ">" else None,
+            )
+            handled = 0
+            for stream, entries in response or []:
+                for entry_id, fields in entries:
+                    if not fields:  # an entry trimmed away while pending
+                        await self._finish(stream, entry_id)
+                        continue
+                    await self._handle(stream, entry_id, fields)
+                    handled += 1
+            if start == ">" or handled == 0:
+                return
+
+    async def _claim_loop(self) -> None:
+        """Take over entries that another consumer read but did not finish (it died)."""
+        interval = max(self.claim_idle_ms / 2000, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            for stream in self.streams:
+                try:
+                    await self._claim(stream)
+                except ResponseError as exc:  # pragma: no cover - logged, retried next round
+                    log.warning("xautoclaim on %s failed: %s", stream, exc)
+
+    async def _claim(self, stream: str) -> None:
+        cursor = "0-0"
+        while True:
+            result: Any = await self.redis.xautoclaim(
+                stream,
+                keys.TRANSFORM_GROUP,
+                self.consumer,
+                min_idle_time=self.claim_idle_ms,
+                start_id=cursor,
+                count=self.batch,
+            )
+            cursor, claimed = result[0], result[1]
+            for entry_id, fields in claimed:
+                metrics.CLAIMED.inc()
+                if not fields:
+                    await self._finish(stream, entry_id)
+                    continue
+                if await self._deliveries(stream, entry_id) > MAX_DELIVERIES:
+                    await self._dead_letter(stream, entry_id, fields)
+                    continue
+                await self._handle(stream, entry_id, fields)
+            if cursor in (b"0-0", "0-0"):
+                return
+
+    async def _deliveries(self, stream: str, entry_id: bytes) -> int:
+        rows: Sequence[Any] = await self.redis.xpending_range(
+            stream, keys.TRANSFORM_GROUP, min=entry_id, max=entry_id, count=1
+        )
+        return int(rows[0]["times_delivered"]) if rows else 0
+
+    async def _dead_letter(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        log.error("dead-lettering ingress entry %s of %s", entry_id, stream)
+        metrics.DEAD_LETTERED.inc()
+        try:
+            sub = Submission.from_stream(fields)
+            await self._reply(
+                sub,
+                Reply("error", sub.session, sub.id, code=ErrorCode.INTERNAL, message="op failed"),
+            )
+        except (KeyError, ValueError):
+            pass
+        await self._finish(stream, entry_id)
+
+    async def _finish(self, stream: str, entry_id: bytes) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xack(stream, keys.TRANSFORM_GROUP, entry_id)
+            pipe.xdel(stream, entry_id)
+            await pipe.execute()
+
+    async def _reply(self, sub: Submission, reply: Reply) -> None:
+        await self.redis.xadd(
+            keys.inbox(sub.gateway),
+            reply.stream_fields(),  # type: ignore[arg-type]
+            maxlen=REPLY_MAXLEN,
+            approximate=True,
+        )
+
+    async def _handle(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        try:
+            sub = Submission.from_stream(fields)
+        except (KeyError, ValueError) as exc:
+            # Only gateways write here, so this is a bug or a foreign writer: drop it loudly.
+            log.error("malformed ingress entry %s: %s", entry_id, exc)
+            await self._finish(stream, entry_id)
+            return
+        started = time.perf_counter()
+        await self.process(sub)
+        metrics.PROCESS_SECONDS.observe(time.perf_counter() - started)
+        await self._finish(stream, entry_id)
+
+    async def process(self, sub: Submission) -> None:
+        """Decide and carry out one submission, retrying when another replica won the race."""
+        committer = self.committer
+        view = await committer.view(sub.doc)
+        for attempt in range(MAX_ATTEMPTS):
+            since = await committer.since(sub.doc, view, sub.v) if sub.v <= view.version else []
+            decision = decide(
+                sub, view.version, view.text, since, max_document_chars=self.max_document_chars
+            )
+            if isinstance(decision, Refuse):
+                if decision.code is ErrorCode.INVALID_VERSION and attempt == 0:
+                    # Our cached head may be stale (another replica committed): look again.
+                    view = await committer.refresh(sub.doc)
+                    if sub.v <= view.version:
+                        continue
+                metrics.REFUSED.labels(decision.code.value).inc()
+                await self._reply(
+                    sub,
+                    Reply(
+                        "error", sub.session, sub.id, code=decision.code, message=decision.message
+                    ),
+                )
+                return
+            if isinstance(decision, Duplicate):
+                metrics.DUPLICATES.inc()
+                await self._reply(sub, Reply("ack", sub.session, sub.id, v=decision.v))
+                return
+            assert isinstance(decision, Commit)
+            entry = LogEntry(
+                v=view.version,
+                op_json=_encode_op(decision.op),
+                client=sub.client,
+                id=sub.id,
+                author=sub.author,
+                session=sub.session,
+                ts=time.time(),
+                base=sub.v,
+                digest=sub.digest,
+                traceparent=sub.traceparent,
+            )
+            started = time.perf_counter()
+            if await committer.append(sub.doc, view, entry, decision.text):
+                metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+                metrics.COMMITTED.inc()
+                metrics.SUBMIT_TO_COMMIT_SECONDS.observe(max(0.0, entry.ts - sub.ts))
+                return
+            metrics.CONFLICTS.inc()
+            view = await committer.refresh(sub.doc)
+        log.error("gave up on op %s of %s after %d conflicts", sub.id, sub.doc, MAX_ATTEMPTS)
+        await self._reply(
+            sub,
+            Reply(
+                "error", sub.session, sub.id, code=ErrorCode.INTERNAL, message="commit contention"
+            ),
+        )
