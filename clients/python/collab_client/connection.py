@@ -1,0 +1,263 @@
+"""The asyncio client: a WebSocket around :class:`~collab_client.state.ClientState`.
+
+It connects, says ``hello`` (with ``since`` when it resumes), resends pending ops after a
+reconnect, reconnects with jittered exponential backoff when the connection drops
+(1006), the gateway drains (1012, or a ``reconnect`` message) or is busy (1013), or the
+client fell behind (4009 ``slow_consumer``), and stops for good on errors a retry cannot
+fix (4001 unauthorized, 4003 forbidden document, 4000 bad request).
+
+Typical use::
+
+    async with CollabClient(url, token) as doc:
+        await doc.synced()
+        doc.insert(0, "hello")
+        await doc.synced()
+        print(doc.text)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from collab_client.state import (
+    ClientState,
+    Event,
+    ReconnectRequested,
+    ResyncNeeded,
+)
+from collab_core import ot
+
+#: Close codes after which reconnecting cannot help.
+FATAL_CLOSE_CODES = frozenset({4000, 4001, 4003})
+
+
+class ConnectionFailed(RuntimeError):
+    """The client stopped for good: the server refused it (``code`` is the close code)."""
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        super().__init__(f"connection refused ({code}): {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class CollabClient:
+    """One document, edited over one WebSocket at a time, reconnecting as needed."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        client_id: str | None = None,
+        reconnect: bool = True,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+        on_event: Callable[[Event], None] | None = None,
+        open_timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.state = ClientState(client_id or uuid.uuid4().hex)
+        self.reconnect = reconnect
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.on_event = on_event
+        self.open_timeout = open_timeout
+        self.received: list[dict[str, Any]] = []
+        self.record = False
+        self.failure: ConnectionFailed | None = None
+        self.connections = 0
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._closing = False
+        self._retry_after: float | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> CollabClient:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"collab-client-{self.client_id}")
+
+    async def close(self) -> None:
+        """Close the connection and stop reconnecting."""
+        self._closing = True
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def drop(self) -> None:
+        """Abort the TCP connection without a close frame (a lost network); it reconnects."""
+        ws = self._ws
+        if ws is not None:
+            ws.transport.abort()
+
+    # -- accessors ---------------------------------------------------------------------
+
+    @property
+    def client_id(self) -> str:
+        return self.state.client_id
+
+    @property
+    def text(self) -> str:
+        return self.state.text
+
+    @property
+    def version(self) -> int | None:
+        return self.state.version
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None and self.state.phase == "open"
+
+    # -- editing -----------------------------------------------------------------------
+
+    def edit(self, op: Sequence[ot.Component]) -> None:
+        """Apply ``op`` locally and send it when the protocol allows."""
+        self.state.local_edit(op)
+        self._pump()
+
+    def insert(self, position: int, text: str) -> None:
+        self.edit([position, text] if position else [text])
+
+    def delete(self, position: int, count: int) -> None:
+        self.edit([position, {"d": count}] if position else [{"d": count}])
+
+    def set_cursor(self, anchor: int, head: int | None = None, **meta: Any) -> None:
+        self.state.set_cursor(anchor, head, meta=meta or None)
+        self._pump()
+
+    def send_raw(self, message: dict[str, Any]) -> None:
+        """Send a message the state machine does not produce (heartbeats, tests)."""
+        self._send([message])
+
+    # -- waiting -----------------------------------------------------------------------
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait until ``predicate()`` holds, re-checking after every received message."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                if self.failure is not None:
+                    raise self.failure
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def connected_and_welcomed(self, timeout: float = 10.0) -> None:
+        await self.wait_for(lambda: self.connected, timeout)
+
+    async def synced(self, timeout: float = 10.0) -> None:
+        """Wait until connected and every local edit is acknowledged."""
+        await self.wait_for(lambda: self.connected and self.state.synced, timeout)
+
+    async def reaches(self, version: int, timeout: float = 10.0) -> None:
+        await self.wait_for(
+            lambda: self.state.version is not None and self.state.version >= version, timeout
+        )
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    def _send(self, messages: list[dict[str, Any]]) -> None:
+        ws = self._ws
+        if ws is None or not messages:
+            return
+        for message in messages:
+            # ``send`` of a str on an open connection only buffers; ordering is kept.
+            asyncio.ensure_future(_send_quietly(ws, json.dumps(message, ensure_ascii=False)))
+
+    def _pump(self) -> None:
+        self._send(self.state.messages_to_send())
+        for event in self.state.events_received():
+            self._handle_event(event)
+        self._notify()
+
+    def _handle_event(self, event: Event) -> None:
+        if isinstance(event, ReconnectRequested):
+            self._retry_after = event.retry_after_ms / 1000
+        elif isinstance(event, ResyncNeeded):
+            self._retry_after = 0.0
+            ws = self._ws
+            if ws is not None:
+                asyncio.ensure_future(ws.close(1000, "resync"))
+        if self.on_event is not None:
+            self.on_event(event)
+
+    async def _run(self) -> None:
+        delay = self.backoff_initial
+        while not self._closing:
+            code: int | None = None
+            reason = ""
+            try:
+                async with websockets.connect(
+                    self.url,
+                    open_timeout=self.open_timeout,
+                    compression=None,
+                    max_size=None,
+                    ping_interval=None,
+                ) as ws:
+                    self._ws = ws
+                    self.connections += 1
+                    self.state.connect(self.token)
+                    self._pump()
+                    async for frame in ws:
+                        message = json.loads(frame)
+                        if self.record:
+                            self.received.append(message)
+                        self.state.receive(message)
+                        if self.state.phase == "open":
+                            delay = self.backoff_initial
+                        self._pump()
+                code, reason = ws.close_code, ws.close_reason or ""
+            except ConnectionClosed as exc:
+                rcvd = exc.rcvd
+                code, reason = (rcvd.code, rcvd.reason) if rcvd else (1006, "")
+            except (OSError, InvalidHandshake, TimeoutError) as exc:
+                code, reason = 1006, str(exc)
+                if isinstance(exc, InvalidStatus) and exc.response.status_code == 403:
+                    code = 4003
+            finally:
+                self._ws = None
+                if self.state.phase != "closed":
+                    self.state.connection_lost()
+                self._notify()
+            if self._closing:
+                return
+            if code in FATAL_CLOSE_CODES or not self.reconnect:
+                self.failure = ConnectionFailed(code, reason)
+                self._notify()
+                return
+            wait = self._retry_after if self._retry_after is not None else delay
+            self._retry_after = None
+            # Full jitter spreads a room's reconnects after a gateway drains.
+            await asyncio.sleep(random.uniform(0.5, 1.0) * wait)
+            delay = min(delay * 2, self.backoff_max)
+
+
+async def _send_quietly(ws: ClientConnection, data: str) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        await ws.send(data)
