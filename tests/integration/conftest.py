@@ -8,6 +8,7 @@ on loopback, and stops everything after the test. Nothing is faked.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import signal
 import subprocess
@@ -225,3 +226,47 @@ def stack_factory(tmp_path: Path) -> Iterator[object]:
 def stack(stack_factory: object) -> Stack:
     """Redis, one gateway, one edit-transform and one presence, started."""
     return stack_factory()  # type: ignore[operator, no-any-return]
+
+
+ALPHABET = ["a", "b", "c", " ", "\n", "\r\n", "😀", "👍🏽", "e\u0301", "ß"]
+
+
+def random_edit(text: str, rng: random.Random) -> list[object]:
+    """A random insert or delete that fits ``text`` (code points, emoji included)."""
+    if text and rng.random() < 0.35:
+        start = rng.randrange(len(text))
+        count = rng.randint(1, min(5, len(text) - start))
+        return [start, {"d": count}] if start else [{"d": count}]
+    position = rng.randint(0, len(text))
+    insert = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(1, 4)))
+    return [position, insert] if position else [insert]
+
+
+@pytest.fixture
+def edit():
+    """``edit(client, rng)``: apply one random edit to a connected client's document."""
+
+    def apply(client: object, rng: random.Random) -> None:
+        client.edit(random_edit(client.text, rng))  # type: ignore[attr-defined]
+
+    return apply
+
+
+def check_acks_against_history(clients: list[object], history: list[dict[str, object]]) -> None:
+    """Every ack a client received names an op of that client committed at that version."""
+    by_version = {op["v"]: op for op in history}
+    assert sorted(by_version) == list(range(len(history))), "history has gaps or forks"
+    for client in clients:
+        for op_id, v in client.acks:  # type: ignore[attr-defined]
+            committed = by_version.get(v)
+            assert committed is not None, f"ack for {op_id} at {v} not in history"
+            assert committed["id"] == op_id
+            assert committed["client"] == client.client_id  # type: ignore[attr-defined]
+    ids = [(op["client"], op["id"]) for op in history]
+    assert len(ids) == len(set(ids)), "an op was applied twice"
+
+
+@pytest.fixture
+def check_acks():
+    """``check_acks(clients, history)``: see :func:`check_acks_against_history`."""
+    return check_acks_against_history

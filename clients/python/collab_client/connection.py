@@ -55,7 +55,7 @@ class CollabClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         token: str,
         *,
         client_id: str | None = None,
@@ -65,7 +65,9 @@ class CollabClient:
         on_event: Callable[[Event], None] | None = None,
         open_timeout: float = 10.0,
     ) -> None:
-        self.url = url
+        # Several gateway URLs: each reconnect tries the next one.
+        self.urls = [url] if isinstance(url, str) else list(url)
+        self.acks: list[tuple[str, int]] = []
         self.token = token
         self.state = ClientState(client_id or uuid.uuid4().hex)
         self.reconnect = reconnect
@@ -82,6 +84,7 @@ class CollabClient:
         self._changed = asyncio.Event()
         self._closing = False
         self._retry_after: float | None = None
+        self._outgoing: asyncio.Queue[str | None] = asyncio.Queue()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -183,12 +186,10 @@ class CollabClient:
         self._changed.set()
 
     def _send(self, messages: list[dict[str, Any]]) -> None:
-        ws = self._ws
-        if ws is None or not messages:
+        if self._ws is None:
             return
         for message in messages:
-            # ``send`` of a str on an open connection only buffers; ordering is kept.
-            asyncio.ensure_future(_send_quietly(ws, json.dumps(message, ensure_ascii=False)))
+            self._outgoing.put_nowait(json.dumps(message, ensure_ascii=False))
 
     def _pump(self) -> None:
         self._send(self.state.messages_to_send())
@@ -201,9 +202,8 @@ class CollabClient:
             self._retry_after = event.retry_after_ms / 1000
         elif isinstance(event, ResyncNeeded):
             self._retry_after = 0.0
-            ws = self._ws
-            if ws is not None:
-                asyncio.ensure_future(ws.close(1000, "resync"))
+            if self._ws is not None:
+                self._outgoing.put_nowait(None)  # the sender closes; we reconnect with since
         if self.on_event is not None:
             self.on_event(event)
 
@@ -213,8 +213,9 @@ class CollabClient:
             code: int | None = None
             reason = ""
             try:
+                url = self.urls[self.connections % len(self.urls)]
                 async with websockets.connect(
-                    self.url,
+                    url,
                     open_timeout=self.open_timeout,
                     compression=None,
                     max_size=None,
@@ -222,16 +223,25 @@ class CollabClient:
                 ) as ws:
                     self._ws = ws
                     self.connections += 1
-                    self.state.connect(self.token)
-                    self._pump()
-                    async for frame in ws:
-                        message = json.loads(frame)
-                        if self.record:
-                            self.received.append(message)
-                        self.state.receive(message)
-                        if self.state.phase == "open":
-                            delay = self.backoff_initial
+                    self._outgoing = asyncio.Queue()
+                    sender = asyncio.create_task(_sender(ws, self._outgoing))
+                    try:
+                        self.state.connect(self.token)
                         self._pump()
+                        async for frame in ws:
+                            message = json.loads(frame)
+                            if self.record:
+                                self.received.append(message)
+                            if message.get("type") == "ack":
+                                self.acks.append((message["id"], message["v"]))
+                            self.state.receive(message)
+                            if self.state.phase == "open":
+                                delay = self.backoff_initial
+                            self._pump()
+                    finally:
+                        sender.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await sender
                 code, reason = ws.close_code, ws.close_reason or ""
             except ConnectionClosed as exc:
                 rcvd = exc.rcvd
@@ -258,6 +268,12 @@ class CollabClient:
             delay = min(delay * 2, self.backoff_max)
 
 
-async def _send_quietly(ws: ClientConnection, data: str) -> None:
+async def _sender(ws: ClientConnection, queue: asyncio.Queue[str | None]) -> None:
+    """Write queued frames in order; ``None`` closes the connection."""
     with contextlib.suppress(ConnectionClosed):
-        await ws.send(data)
+        while True:
+            data = await queue.get()
+            if data is None:
+                await ws.close(1000, "resync")
+                return
+            await ws.send(data)
