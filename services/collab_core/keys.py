@@ -11,6 +11,7 @@ Layout::
     collab:{d:<id>}:log                stream: one entry per committed op, entry id <v+1>-0
     collab:{d:<id>}:snap:<v>           string: the text at version v (every N ops)
     collab:{d:<id>}:snaps              sorted set: versions that have a snapshot
+    collab:{d:<id>}:ids                hash: [author, client, op id] -> version committed
     collab:{d:<id>}:roster             hash: session -> participant JSON (presence)
     collab:{d:<id>}:presence           stream: join / leave / presence events for gateways
     collab:{ingress:<n>}:ops           stream: submitted ops, shard n (edit-transform group)
@@ -22,6 +23,7 @@ Layout::
 
 from __future__ import annotations
 
+import json
 import zlib
 
 PREFIX = "collab"
@@ -51,6 +53,15 @@ def snapshot(document_id: str, version: int) -> str:
 
 def snapshots(document_id: str) -> str:
     return f"{_doc(document_id)}:snaps"
+
+
+def op_ids(document_id: str) -> str:
+    return f"{_doc(document_id)}:ids"
+
+
+def op_id_field(author: str, client: str, op_id: str) -> str:
+    """Field of :func:`op_ids`: JSON, so no separator can make two triples collide."""
+    return json.dumps([author, client, op_id], separators=(",", ":"))
 
 
 def roster(document_id: str) -> str:

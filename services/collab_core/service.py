@@ -29,13 +29,25 @@ from collab_core.store import Epoch, StoreLost
 
 log = logging.getLogger("collab.service")
 
-REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+#: What a lost, refused or frozen Redis connection raises.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+#: Longest blocking read (XREAD / XREADGROUP BLOCK); stays below the socket timeout.
+BLOCK_MS = 2000
 
 
 def connect(url: str) -> Redis:
     """A Redis client for ``url`` with the timeouts every service uses."""
     return Redis.from_url(
         url,
+        # A reply slower than this means Redis is frozen or gone; blocking reads wait
+        # at most BLOCK_MS, well inside it.
+        socket_timeout=10,
         socket_connect_timeout=5,
         health_check_interval=10,
         socket_keepalive=True,

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from collab_core import protocol
 from collab_core.auth import is_document_id
 from collab_core.errors import CloseCode, ErrorCode, ProtocolError
+from collab_core.service import REDIS_ERRORS
 from collab_gateway import metrics
 from collab_gateway.gateway import Gateway, Refused
 from collab_gateway.rooms import CloseFrame, Member, Outbox
@@ -34,8 +35,6 @@ from collab_gateway.session import (
 )
 
 log = logging.getLogger("collab.gateway")
-
-REDIS_ERRORS = (ConnectionError, OSError, TimeoutError)
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
@@ -207,17 +206,17 @@ class Connection:
                 await self.gateway.leave_presence(self.doc, member.session)
         if self.admitted_user is not None:
             self.gateway.release(self.admitted_user)
-        if self.outbox.cut_off or (writer.done() and self.reason == "closed"):
-            self.reason = "slow_consumer" if self.outbox.cut_off else self.reason
+        if self.outbox.cut_off:
+            self.reason = "slow_consumer"
         if not writer.done():
             # Give the writer a moment to send the final error and close frame.
             self.outbox.close(CloseCode.NORMAL)
             try:
                 await asyncio.wait_for(asyncio.shield(writer), 2.0)
-            except (TimeoutError, WebSocketDisconnect, RuntimeError, *REDIS_ERRORS):
+            except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
                 writer.cancel()
         with contextlib.suppress(
-            asyncio.CancelledError, WebSocketDisconnect, RuntimeError, *REDIS_ERRORS
+            asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError
         ):
             await writer
         metrics.DISCONNECTS.labels(self.reason).inc()

@@ -23,6 +23,7 @@ from collab_core import keys, protocol
 from collab_core.auth import Claims, TokenCodec
 from collab_core.errors import CloseCode, ErrorCode, ProtocolError
 from collab_core.ingress import PresenceUpdate, Submission
+from collab_core.service import BLOCK_MS, REDIS_ERRORS
 from collab_core.store import DocumentStore, Epoch, LogEntry, StoreLost
 from collab_gateway import metrics
 from collab_gateway.reader import Reader
@@ -66,7 +67,7 @@ class Gateway:
             settings.jwt_secret.get_secret_value(), audience=settings.jwt_audience
         )
         self.registry = Registry()
-        self.reader = Reader(redis, self.registry, self.id)
+        self.reader = Reader(redis, self.registry, self.id, block_ms=BLOCK_MS)
         self.epoch = Epoch(redis)
         self.limits = SessionLimits(
             messages_per_second=settings.messages_per_second,
@@ -116,7 +117,7 @@ class Gateway:
                     ErrorCode.INTERNAL, "the store lost its data", CloseCode.TRY_AGAIN_LATER
                 )
                 return
-            except (ConnectionError, OSError, TimeoutError) as exc:
+            except REDIS_ERRORS as exc:
                 self.redis_ok = False
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
@@ -181,7 +182,7 @@ class Gateway:
                 pipe.zrem(keys.GATEWAYS, self.id)
                 pipe.delete(keys.inbox(self.id))
                 await pipe.execute()
-        except (ConnectionError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             log.warning("could not remove load report: %s", exc)
 
     # -- connections -------------------------------------------------------------------

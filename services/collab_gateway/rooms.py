@@ -164,6 +164,8 @@ class Room:
             )
             member.outbox.put(frame.decode())
             member.next_version = entry.v + 1
+        if member.held_acks:
+            self._release_acks(member)
 
     def backlog_missing(self, member: Member, entries: list[LogEntry]) -> None:
         """Add entries the room read before this member's welcome was built."""

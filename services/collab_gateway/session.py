@@ -114,11 +114,19 @@ class Session:
         """Handle one client frame. Carry out the returned actions in order."""
         if self.phase is Phase.CLOSED:
             return []
+        # A frame can arrive before the endpoint's next tick: the hello deadline and the
+        # token's expiry hold for it too (PROTOCOL.md, "Connecting").
+        expired = self.tick(now)
+        if expired:
+            return expired
         if not self._take_token(now):
             return self._rate_limited()
         try:
             message = protocol.decode_client(frame, self.limits.wire)
         except ProtocolError as exc:
+            if self.phase is Phase.AWAITING_HELLO and exc.close is None:
+                # PROTOCOL.md, "Connecting": anything but a hello first is unauthorized.
+                return self._fail(ErrorCode.UNAUTHORIZED, "the first message must be hello")
             return self._refuse(exc)
         if self.phase is Phase.AWAITING_HELLO:
             if not isinstance(message, protocol.Hello):

@@ -19,6 +19,7 @@ from redis.exceptions import ResponseError
 
 from collab_core import keys
 from collab_core.ingress import PresenceUpdate
+from collab_core.service import BLOCK_MS
 from collab_presence import metrics
 from collab_presence.tracker import Action, DropParticipant, Publish, SaveParticipant, Tracker
 
@@ -40,7 +41,7 @@ class Worker:
         shards: int,
         flush_ms: int = 40,
         expire_check_seconds: float = 5.0,
-        block_ms: int = 1000,
+        block_ms: int = BLOCK_MS,
     ) -> None:
         self.redis = redis
         self.consumer = consumer

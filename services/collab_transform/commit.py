@@ -18,9 +18,9 @@ from redis.asyncio import Redis
 from collab_core import keys, ot
 from collab_core.store import DocumentStore, LogEntry
 
-# KEYS: head, log, snapshot key (for the new version), snapshot index.
-# ARGV: expected head version, new length, snapshot text ('' for none), then the log
-# entry's field/value pairs.
+# KEYS: head, log, snapshot key (for the new version), snapshot index, op id index.
+# ARGV: expected head version, new length, snapshot text ('' for none), op id index
+# field, then the log entry's field/value pairs.
 _COMMIT = """
 local head = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 local expected = tonumber(ARGV[1])
@@ -28,9 +28,10 @@ if head ~= expected then
   return {0, head}
 end
 local fields = {}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[2], (head + 1) .. '-0', unpack(fields))
 redis.call('HSET', KEYS[1], 'version', head + 1, 'length', ARGV[2])
+redis.call('HSET', KEYS[5], ARGV[4], head)
 if ARGV[3] ~= '' then
   redis.call('SET', KEYS[3], ARGV[3])
   redis.call('ZADD', KEYS[4], head + 1, head + 1)
@@ -106,6 +107,22 @@ class Committer:
         """Drop every cached view (after losing Redis, the cache may be stale)."""
         self._views.clear()
 
+    async def committed_before(
+        self, document_id: str, author: str, client: str, op_id: str, version: int
+    ) -> LogEntry | None:
+        """The entry committed with this identity below ``version``, if any.
+
+        A resend normally reuses its ``v`` and is found among the ops since it; this
+        index also catches an id reused with a later ``v`` (PROTOCOL.md: invalid_op).
+        """
+        raw = await self.redis.hget(
+            keys.op_ids(document_id), keys.op_id_field(author, client, op_id)
+        )
+        if raw is None or int(raw) >= version:
+            return None
+        found = await self.store.entries(document_id, int(raw), int(raw) + 1)
+        return found[0] if found else None
+
     async def since(self, document_id: str, view: DocumentView, version: int) -> list[LogEntry]:
         cached = view.since(version)
         if cached is not None:
@@ -119,7 +136,8 @@ class Committer:
         assert entry.v == view.version
         new_version = view.version + 1
         snapshot = text if new_version % self.snapshot_every == 0 else ""
-        args: list[bytes | str | int | float] = [view.version, len(text), snapshot]
+        id_field = keys.op_id_field(entry.author, entry.client, entry.id)
+        args: list[bytes | str | int | float] = [view.version, len(text), snapshot, id_field]
         for name, value in entry.stream_fields().items():
             args.append(name)
             args.append(value)
@@ -129,6 +147,7 @@ class Committer:
                 keys.log(document_id),
                 keys.snapshot(document_id, new_version),
                 keys.snapshots(document_id),
+                keys.op_ids(document_id),
             ],
             args=args,
         )

@@ -55,10 +55,13 @@ def decide(
     *,
     max_document_chars: int,
     oldest_version: int = 0,
+    committed: LogEntry | None = None,
 ) -> Decision:
     """Decide what to do with ``sub`` against the document at ``version``.
 
     ``since`` must hold exactly the committed ops with ``sub.v <= v < version``, in order.
+    ``committed`` is the entry already carrying ``sub``'s author, client and id when the
+    id index found one below ``sub.v``, where ``since`` cannot show it.
     """
     if sub.v > version:
         return Refuse(ErrorCode.INVALID_VERSION, f"v {sub.v} is ahead of the document ({version})")
@@ -69,7 +72,8 @@ def decide(
     # A resend keeps its client and id, and can only have been committed after its own
     # base version: looking at the ops since v finds it (DESIGN.md invariant 3).
     digest = sub.digest
-    for entry in since:
+    earlier = [committed] if committed is not None else []
+    for entry in [*earlier, *since]:
         if entry.id == sub.id and entry.client == sub.client and entry.author == sub.author:
             if entry.digest == digest:
                 return Duplicate(entry.v)

@@ -21,6 +21,7 @@ from redis.exceptions import ResponseError
 from collab_core import keys
 from collab_core.errors import ErrorCode
 from collab_core.ingress import Reply, Submission
+from collab_core.service import BLOCK_MS
 from collab_core.store import LogEntry
 from collab_transform import metrics
 from collab_transform.commit import Committer
@@ -47,7 +48,7 @@ class Worker:
         max_document_chars: int,
         snapshot_every: int = 100,
         batch: int = 100,
-        block_ms: int = 1000,
+        block_ms: int = BLOCK_MS,
         claim_idle_ms: int = 10_000,
     ) -> None:
         self.redis = redis
@@ -188,10 +189,16 @@ class Worker:
         """Decide and carry out one submission, retrying when another replica won the race."""
         committer = self.committer
         view = await committer.view(sub.doc)
+        committed = await committer.committed_before(sub.doc, sub.author, sub.client, sub.id, sub.v)
         for attempt in range(MAX_ATTEMPTS):
             since = await committer.since(sub.doc, view, sub.v) if sub.v <= view.version else []
             decision = decide(
-                sub, view.version, view.text, since, max_document_chars=self.max_document_chars
+                sub,
+                view.version,
+                view.text,
+                since,
+                max_document_chars=self.max_document_chars,
+                committed=committed,
             )
             if isinstance(decision, Refuse):
                 if decision.code is ErrorCode.INVALID_VERSION and attempt == 0:
