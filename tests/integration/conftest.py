@@ -145,7 +145,9 @@ class Stack:
 
     @property
     def gateway(self) -> Service:
-        return self.of("gateway")[0]
+        """The first gateway still running."""
+        alive = [g for g in self.of("gateway") if g.process and g.process.poll() is None]
+        return (alive or self.of("gateway"))[0]
 
     def ws_url(self, doc: str, gateway: Service | None = None) -> str:
         port = (gateway or self.gateway).port

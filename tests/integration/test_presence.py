@@ -27,7 +27,7 @@ async def join(stack, doc: str, user: str, gateway=None):
 
 
 async def test_join_presence_and_leave(stack) -> None:
-    ada, wa = await join(stack, "cursors", "ada")
+    ada, _ = await join(stack, "cursors", "ada")
     lin, wl = await join(stack, "cursors", "lin")
     joined = await next_of(ada, "join")
     assert joined["participant"]["session"] == wl["session"]
@@ -84,7 +84,7 @@ async def test_sessions_of_a_killed_gateway_leave_with_timeout(stack_factory) ->
     stack = stack_factory(gateways=2)
     survivor, doomed = stack.of("gateway")
     ada, _ = await join(stack, "orphans", "ada", survivor)
-    lin, wl = await join(stack, "orphans", "lin", doomed)
+    _, wl = await join(stack, "orphans", "lin", doomed)
     await next_of(ada, "join")
     started = time.monotonic()
     doomed.kill()

@@ -32,6 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from collab_client.state import (
     ClientState,
     Event,
+    OpRejected,
     ReconnectRequested,
     ResyncNeeded,
 )
@@ -85,6 +86,8 @@ class CollabClient:
         self._closing = False
         self._retry_after: float | None = None
         self._outgoing: asyncio.Queue[str | None] = asyncio.Queue()
+        self._retry: asyncio.Task[None] | None = None
+        self._retry_delay = backoff_initial
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -106,6 +109,8 @@ class CollabClient:
         if ws is not None:
             with contextlib.suppress(Exception):
                 await ws.close()
+        if self._retry is not None:
+            self._retry.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -200,12 +205,22 @@ class CollabClient:
     def _handle_event(self, event: Event) -> None:
         if isinstance(event, ReconnectRequested):
             self._retry_after = event.retry_after_ms / 1000
+        elif isinstance(event, OpRejected) and event.retry:
+            # Nothing was committed (internal, rate_limited): send the same op again later.
+            if self._retry is None or self._retry.done():
+                self._retry = asyncio.create_task(self._resend_later())
         elif isinstance(event, ResyncNeeded):
             self._retry_after = 0.0
             if self._ws is not None:
                 self._outgoing.put_nowait(None)  # the sender closes; we reconnect with since
         if self.on_event is not None:
             self.on_event(event)
+
+    async def _resend_later(self) -> None:
+        await asyncio.sleep(random.uniform(0.5, 1.0) * self._retry_delay)
+        self._retry_delay = min(self._retry_delay * 2, self.backoff_max)
+        self.state.resend()
+        self._pump()
 
     async def _run(self) -> None:
         delay = self.backoff_initial
@@ -234,6 +249,7 @@ class CollabClient:
                                 self.received.append(message)
                             if message.get("type") == "ack":
                                 self.acks.append((message["id"], message["v"]))
+                                self._retry_delay = self.backoff_initial
                             self.state.receive(message)
                             if self.state.phase == "open":
                                 delay = self.backoff_initial
