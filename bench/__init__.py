@@ -1,0 +1,1 @@
+"""Benchmarks: run on demand, they print percentiles; they are not tests."""
