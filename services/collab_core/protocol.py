@@ -76,6 +76,7 @@ __all__ = [
     "decode_server",
     "encode",
     "error_message",
+    "op_id",
 ]
 
 #: JavaScript's ``Number.MAX_SAFE_INTEGER``: larger integers do not survive a JS client.
@@ -393,6 +394,19 @@ def _probe_op_id(data: bytes, limits: Limits) -> str | None:
     if probe.type == "op" and type(probe.id) is str and 0 < len(probe.id) <= limits.max_id_chars:
         return probe.id
     return None
+
+
+def op_id(frame: bytes | str, limits: Limits = DEFAULT_LIMITS) -> str | None:
+    """The ``id`` of an ``op`` frame without validating the rest, or None.
+
+    For errors that refuse a frame before decoding it (``rate_limited``): the client
+    learns which op was dropped and can send it again.
+    """
+    try:
+        data = _as_bytes(frame, limits)
+    except ProtocolError:
+        return None
+    return _probe_op_id(data, limits)
 
 
 def _too_large(limits: Limits) -> ProtocolError:

@@ -120,7 +120,7 @@ class Session:
         if expired:
             return expired
         if not self._take_token(now):
-            return self._rate_limited()
+            return self._rate_limited(frame)
         try:
             message = protocol.decode_client(frame, self.limits.wire)
         except ProtocolError as exc:
@@ -210,11 +210,15 @@ class Session:
             return True
         return False
 
-    def _rate_limited(self) -> list[Action]:
+    def _rate_limited(self, frame: bytes | str) -> list[Action]:
         self._refusals += 1
-        actions: list[Action] = [
-            Send(protocol.error_message(ProtocolError(ErrorCode.RATE_LIMITED, "too many messages")))
-        ]
+        # The op's id tells the client which op to send again (PROTOCOL.md: dropped).
+        error = ProtocolError(
+            ErrorCode.RATE_LIMITED,
+            "too many messages",
+            id=protocol.op_id(frame, self.limits.wire),
+        )
+        actions: list[Action] = [Send(protocol.error_message(error))]
         if self._refusals >= 2 * self.limits.messages_per_second:
             self.phase = Phase.CLOSED
             actions.append(Close(CloseCode.RATE_LIMITED, "rate limited"))

@@ -420,13 +420,13 @@ def test_bucket_refills_at_the_rate() -> None:
     assert_error(session.receive(heartbeat(), later)[0], ErrorCode.RATE_LIMITED)
 
 
-def test_rate_limited_message_is_dropped() -> None:
+def test_rate_limited_op_is_dropped_and_named_so_the_client_can_resend_it() -> None:
     session = opened(limits=SessionLimits(messages_per_second=1))
     now = T0 + 1
     session.receive(heartbeat(), now)
     actions = session.receive(frame(type="op", id="a", v=0, op=["x"]), now)
     assert len(actions) == 1
-    assert_error(actions[0], ErrorCode.RATE_LIMITED)
+    assert_error(actions[0], ErrorCode.RATE_LIMITED, "a")
 
 
 def test_two_times_the_limit_of_consecutive_refusals_closes_4008() -> None:
