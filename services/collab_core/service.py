@@ -19,6 +19,7 @@ import prometheus_client
 import uvicorn
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -39,6 +40,16 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
 )
 #: Longest blocking read (XREAD / XREADGROUP BLOCK); stays below the socket timeout.
 BLOCK_MS = 2000
+
+
+async def ensure_group(redis: Redis, streams: list[str], group: str) -> None:
+    """Create consumer ``group`` on each stream (and the stream), unless it exists."""
+    for stream in streams:
+        try:
+            await redis.xgroup_create(stream, group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
 
 def connect(url: str) -> Redis:
@@ -69,12 +80,14 @@ class Supervisor:
         *,
         name: str,
         on_restart: Callable[[], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
         epoch_check_seconds: float = 2.0,
     ) -> None:
         self.redis = redis
         self.work = work
         self.name = name
         self.on_restart = on_restart
+        self.on_lost = on_lost
         self.epoch = Epoch(redis)
         self.epoch_check_seconds = epoch_check_seconds
         self.connected = False
@@ -99,6 +112,8 @@ class Supervisor:
                 self.lost = True
                 self.connected = False
                 log.critical("%s stopped: %s", self.name, exc)
+                if self.on_lost is not None:
+                    self.on_lost()
                 return
             except REDIS_ERRORS as exc:
                 self.connected = False

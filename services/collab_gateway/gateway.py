@@ -23,8 +23,8 @@ from collab_core import keys, protocol
 from collab_core.auth import Claims, TokenCodec
 from collab_core.errors import CloseCode, ErrorCode, ProtocolError
 from collab_core.ingress import PresenceUpdate, Submission
-from collab_core.service import BLOCK_MS, REDIS_ERRORS
-from collab_core.store import DocumentStore, Epoch, LogEntry, StoreLost
+from collab_core.service import BLOCK_MS, REDIS_ERRORS, Supervisor
+from collab_core.store import DocumentStore, LogEntry
 from collab_gateway import metrics
 from collab_gateway.reader import Reader
 from collab_gateway.rooms import Member, Registry, Room, op_broadcast
@@ -68,7 +68,6 @@ class Gateway:
         )
         self.registry = Registry()
         self.reader = Reader(redis, self.registry, self.id, block_ms=BLOCK_MS)
-        self.epoch = Epoch(redis)
         self.limits = SessionLimits(
             messages_per_second=settings.messages_per_second,
             hello_timeout=settings.hello_timeout_seconds,
@@ -78,9 +77,8 @@ class Gateway:
                 max_depth=settings.max_json_depth,
             ),
         )
+        self.supervisor = Supervisor(redis, self._work, name="gateway", on_lost=self._lost)
         self.draining = False
-        self.redis_ok = False
-        self.store_lost = False
         self.per_user: dict[str, int] = {}
         self.seen_versions: dict[str, int] = {}
         self._messages = 0
@@ -90,42 +88,29 @@ class Gateway:
 
     @property
     def ready(self) -> bool:
-        return self.redis_ok and not self.draining and not self.store_lost
+        return self.supervisor.ready and not self.draining
+
+    @property
+    def store_lost(self) -> bool:
+        return self.supervisor.lost
 
     async def run(self) -> None:
         """Read streams and publish load until cancelled, riding out Redis outages."""
-        delay = 0.1
-        while True:
-            try:
-                if self.epoch.value is None:
-                    await self.epoch.adopt()
-                else:
-                    await self.epoch.verify()
-                self.redis_ok = True
-                delay = 0.1
-                reporter = asyncio.create_task(self._report_loop(), name="gateway-load")
-                try:
-                    await self.reader.run()
-                finally:
-                    reporter.cancel()
-                    await asyncio.gather(reporter, return_exceptions=True)
-            except StoreLost as exc:
-                log.critical("refusing to serve: %s", exc)
-                self.store_lost = True
-                self.redis_ok = False
-                self.close_all(
-                    ErrorCode.INTERNAL, "the store lost its data", CloseCode.TRY_AGAIN_LATER
-                )
-                return
-            except REDIS_ERRORS as exc:
-                self.redis_ok = False
-                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        await self.supervisor.run()
+
+    async def _work(self) -> None:
+        reporter = asyncio.create_task(self._report_loop(), name="gateway-load")
+        try:
+            await self.reader.run()
+        finally:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
+
+    def _lost(self) -> None:
+        self.close_all(ErrorCode.INTERNAL, "the store lost its data", CloseCode.TRY_AGAIN_LATER)
 
     async def _report_loop(self) -> None:
         while True:
-            await self.epoch.verify()
             await self.report_load()
             await asyncio.sleep(self.settings.load_report_seconds)
 

@@ -125,7 +125,8 @@ class Room:
                 continue
             op_frame: str | None = None
             ack_frame: str | None = None
-            for member in list(self.members.values()):
+            # Nothing below changes the members, so iterate them directly.
+            for member in self.members.values():
                 if not member.ready:
                     member.backlog.append(entry)
                     continue

@@ -15,11 +15,10 @@ from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from collab_core import keys
 from collab_core.ingress import PresenceUpdate
-from collab_core.service import BLOCK_MS
+from collab_core.service import BLOCK_MS, ensure_group
 from collab_presence import metrics
 from collab_presence.tracker import Action, DropParticipant, Publish, SaveParticipant, Tracker
 
@@ -52,12 +51,7 @@ class Worker:
         self.tracker = Tracker()
 
     async def run(self) -> None:
-        for stream in self.streams:
-            try:
-                await self.redis.xgroup_create(stream, keys.PRESENCE_GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        await ensure_group(self.redis, self.streams, keys.PRESENCE_GROUP)
         self.tracker = Tracker()
         await self._restore()
         loops = [

@@ -21,7 +21,7 @@ from redis.exceptions import ResponseError
 from collab_core import keys
 from collab_core.errors import ErrorCode
 from collab_core.ingress import Reply, Submission
-from collab_core.service import BLOCK_MS
+from collab_core.service import BLOCK_MS, ensure_group
 from collab_core.store import LogEntry
 from collab_transform import metrics
 from collab_transform.commit import Committer
@@ -61,17 +61,9 @@ class Worker:
         self.committer = Committer(redis, snapshot_every=snapshot_every)
         self.ready = False
 
-    async def ensure_groups(self) -> None:
-        for stream in self.streams:
-            try:
-                await self.redis.xgroup_create(stream, keys.TRANSFORM_GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-
     async def run(self) -> None:
         """Consume until cancelled: first this consumer's own pending entries, then new ones."""
-        await self.ensure_groups()
+        await ensure_group(self.redis, self.streams, keys.TRANSFORM_GROUP)
         self.ready = True
         # After a restart, entries delivered to this consumer name but never acknowledged
         # are re-read with id 0 (Redis streams: "recovering from permanent failures").
