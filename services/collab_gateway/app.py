@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from starlette.routing import WebSocketRoute
 
 from collab_core.service import connect
-from collab_gateway import api
+from collab_gateway import api, web
 from collab_gateway.endpoint import collaborate
 from collab_gateway.gateway import Gateway
 from collab_gateway.settings import GatewaySettings
@@ -41,5 +41,6 @@ def create_app(settings: GatewaySettings, redis: Redis | None = None) -> FastAPI
     app.state.gateway = gateway
     app.add_exception_handler(api.ApiError, api.api_error_handler)
     app.include_router(api.router)
+    app.include_router(web.router)
     app.router.routes.append(WebSocketRoute("/v1/collaborate/{document_id}", collaborate))
     return app
