@@ -37,7 +37,13 @@ class CloseCode(enum.IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    #: Never sent: what a server reports for a connection that ended without a close
+    #: code (1005) or without a close frame (1006).
+    NO_STATUS = 1005
+    ABNORMAL = 1006
     MESSAGE_TOO_BIG = 1009
+    #: Sent by uvicorn when a ping goes unanswered (PROTOCOL.md, "Liveness").
+    INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
     TRY_AGAIN_LATER = 1013
     BAD_REQUEST = 4000

@@ -12,6 +12,7 @@ from types import FrameType
 
 import uvicorn
 
+from collab_core import tracing
 from collab_core.telemetry import configure_logging
 from collab_gateway.app import create_app
 from collab_gateway.gateway import Gateway
@@ -49,6 +50,7 @@ class DrainingServer(uvicorn.Server):
 def main() -> None:
     settings = GatewaySettings()
     configure_logging(settings.log_level, "gateway")
+    tracing.configure("collab-gateway")
     app = create_app(settings)
     heartbeat = settings.heartbeat_ms / 1000
     config = uvicorn.Config(

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from collab_core import protocol
+from collab_core import protocol, tracing
 from collab_core.auth import is_document_id
 from collab_core.errors import CloseCode, ErrorCode, ProtocolError
 from collab_core.service import REDIS_ERRORS
@@ -84,6 +84,19 @@ async def collaborate(websocket: WebSocket) -> None:
     await connection.serve()
 
 
+def _disconnect_reason(websocket: WebSocket, code: int | None) -> str:
+    if code not in (CloseCode.NO_STATUS, CloseCode.ABNORMAL):
+        return "client_closed"
+    # No close code: the connection dropped, or it ended after a close frame from this
+    # side. uvicorn fails a connection whose pong is late with 1011 and reports it like
+    # any other, so the close frame it sent tells them apart.
+    protocol = getattr(websocket._receive, "__self__", None)
+    sent = getattr(getattr(protocol, "conn", None), "close_sent", None)
+    if sent is None:
+        return "connection_lost"
+    return metrics.HEARTBEAT_TIMEOUT if sent.code == CloseCode.INTERNAL_ERROR else "server_closed"
+
+
 class Connection:
     def __init__(self, gateway: Gateway, websocket: WebSocket, doc: str) -> None:
         self.gateway = gateway
@@ -121,7 +134,7 @@ class Connection:
                     return
                 continue
             if message["type"] == "websocket.disconnect":
-                self.reason = "client_closed"
+                self.reason = _disconnect_reason(self.websocket, message.get("code"))
                 return
             frame = message.get("text")
             if frame is None:
@@ -140,15 +153,23 @@ class Connection:
         """Carry out a session's actions; False when the connection is to end."""
         for action in actions:
             if isinstance(action, Send):
+                if action.error is None:
+                    metrics.MESSAGES_IN.labels("heartbeat").inc()
+                    metrics.MESSAGES_OUT.labels("heartbeat").inc()
+                else:
+                    metrics.error_sent(action.error)
                 self.outbox.put(action.frame.decode())
             elif isinstance(action, Submit):
                 metrics.MESSAGES_IN.labels("op").inc()
                 started = time.perf_counter()
-                try:
-                    await self.gateway.submit(action.submission)
-                except REDIS_ERRORS:
-                    self._error(ErrorCode.INTERNAL, "not forwarded; resend", action.submission.id)
-                    continue
+                with tracing.receive("receive op", action.submission.ts):
+                    try:
+                        await self.gateway.submit(action.submission)
+                    except REDIS_ERRORS:
+                        self._error(
+                            ErrorCode.INTERNAL, "not forwarded; resend", action.submission.id
+                        )
+                        continue
                 metrics.RECEIVE_TO_FORWARD_SECONDS.observe(time.perf_counter() - started)
             elif isinstance(action, UpdatePresence):
                 metrics.MESSAGES_IN.labels("presence").inc()
@@ -182,6 +203,7 @@ class Connection:
         try:
             await self.gateway.welcome(self.doc, self.member, claims, hello.since)
         except Refused as refused:
+            metrics.error_sent(refused.error.code)
             self.outbox.put(protocol.error_message(refused.error).decode())
             self.outbox.close(refused.close, refused.error.code.value)
             self.reason = refused.error.code.value
@@ -194,7 +216,7 @@ class Connection:
         return True
 
     def _error(self, code: ErrorCode, message: str, op_id: str | None = None) -> None:
-        metrics.ERRORS.labels(code.value).inc()
+        metrics.error_sent(code)
         self.outbox.put(protocol.error_message(ProtocolError(code, message, id=op_id)).decode())
 
     async def _cleanup(self, writer: asyncio.Task[None]) -> None:
@@ -207,7 +229,7 @@ class Connection:
         if self.admitted_user is not None:
             self.gateway.release(self.admitted_user)
         if self.outbox.cut_off:
-            self.reason = "slow_consumer"
+            self.reason = metrics.SLOW_CONSUMER
         if not writer.done():
             # Give the writer a moment to send the final error and close frame.
             self.outbox.close(CloseCode.NORMAL)

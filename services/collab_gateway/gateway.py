@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from collab_core import keys, protocol
+from collab_core import keys, protocol, tracing
 from collab_core.auth import Claims, TokenCodec
 from collab_core.errors import CloseCode, ErrorCode, ProtocolError
 from collab_core.ingress import PresenceUpdate, Submission
@@ -141,6 +141,7 @@ class Gateway:
     def close_all(self, code: ErrorCode, message: str, close: int) -> None:
         frame = protocol.error_message(ProtocolError(code, message)).decode()
         for _, member in list(self.registry.sessions.values()):
+            metrics.error_sent(code)
             member.outbox.put(frame)
             member.outbox.close(close, code.value)
 
@@ -151,11 +152,12 @@ class Gateway:
         random.shuffle(members)
         window = self.settings.drain_seconds
         step = window / len(members) if members else 0.0
-        for member in members:
+        for n, member in enumerate(members):
             retry = int(random.uniform(100, 100 + 1000 * min(window, 5.0)))
             member.outbox.put(protocol.encode(protocol.Reconnect(retry_after_ms=retry)).decode())
+            metrics.MESSAGES_OUT.labels("reconnect").inc()
             member.outbox.close(CloseCode.SERVICE_RESTART, "draining")
-            if step:
+            if step and n < len(members) - 1:
                 await asyncio.sleep(step)
         # Let writers flush their last frames.
         deadline = time.monotonic() + 2.0
@@ -183,6 +185,7 @@ class Gateway:
         if count >= self.settings.connections_per_user:
             return False
         self.per_user[user] = count + 1
+        metrics.USERS.set(len(self.per_user))
         return True
 
     def release(self, user: str) -> None:
@@ -191,6 +194,7 @@ class Gateway:
             self.per_user.pop(user, None)
         else:
             self.per_user[user] = count
+        metrics.USERS.set(len(self.per_user))
 
     async def welcome(self, doc: str, member: Member, claims: Claims, since: int | None) -> Room:
         """Join ``member`` to its room and queue its ``welcome``; raise :class:`Refused`."""
@@ -302,13 +306,17 @@ class Gateway:
         return result
 
     async def submit(self, submission: Submission) -> None:
-        shard = keys.shard_of(submission.doc, self.settings.ingress_shards)
-        await self.redis.xadd(
-            keys.op_ingress(shard),
-            submission.stream_fields(),  # type: ignore[arg-type]
-            maxlen=INGRESS_MAXLEN,
-            approximate=True,
-        )
+        stream = keys.op_ingress(keys.shard_of(submission.doc, self.settings.ingress_shards))
+        with tracing.send(stream) as traceparent:
+            fields = submission.stream_fields()
+            if traceparent:
+                fields["tp"] = traceparent
+            await self.redis.xadd(
+                stream,
+                fields,  # type: ignore[arg-type]
+                maxlen=INGRESS_MAXLEN,
+                approximate=True,
+            )
 
     async def update_presence(self, update: PresenceUpdate) -> None:
         shard = keys.shard_of(update.doc, self.settings.ingress_shards)

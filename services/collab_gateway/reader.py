@@ -16,18 +16,20 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from collab_core import keys, protocol
+from collab_core import keys, protocol, tracing
 from collab_core.errors import ErrorCode, ProtocolError
 from collab_core.ingress import Reply
 from collab_core.store import LogEntry
 from collab_gateway import metrics
-from collab_gateway.rooms import Registry
+from collab_gateway.rooms import Registry, Room
 
 log = logging.getLogger("collab.gateway")
 
 INBOX_MAXLEN = 10_000
 #: Entries read per stream and call; a room further behind catches up over several calls.
 READ_COUNT = 500
+#: Span names hold no document id.
+_LOG_TEMPLATE = keys.log("*")
 
 
 class Reader:
@@ -87,8 +89,10 @@ class Reader:
                 log_entries = [
                     LogEntry.from_stream(entry_id, fields) for entry_id, fields in entries
                 ]
-                sent = room.deliver(log_entries)
-                metrics.MESSAGES_OUT.labels("op").inc(sent)
+                if tracing.enabled:
+                    _deliver_traced(room, stream, log_entries)
+                else:
+                    room.deliver(log_entries)
                 for entry in log_entries:
                     metrics.COMMIT_TO_SEND_SECONDS.observe(max(0.0, received - entry.ts))
             else:
@@ -114,8 +118,20 @@ class Reader:
             room.duplicate_ack(member, reply.id, reply.v)
         elif reply.kind == "error":
             error = ProtocolError(ErrorCode(reply.code), reply.message, id=reply.id or None)
-            metrics.ERRORS.labels(reply.code).inc()
+            metrics.error_sent(error.code)
             member.outbox.put(protocol.error_message(error).decode())
+
+
+def _deliver_traced(room: Room, stream: str, entries: list[LogEntry]) -> None:
+    """Deliver entry by entry, each in a span of the trace its commit belongs to."""
+    for entry in entries:
+        with tracing.process(
+            stream,
+            entry.traceparent,
+            message_id=keys.log_entry_id(entry.v),
+            template=_LOG_TEMPLATE,
+        ):
+            room.deliver((entry,))
 
 
 def _parse(stream: str) -> tuple[str, str]:

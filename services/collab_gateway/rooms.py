@@ -48,6 +48,7 @@ class Outbox:
         self.queue: asyncio.Queue[str | CloseFrame] = asyncio.Queue(capacity)
         self.cut_off = False
         self.closing = False
+        self._cut_off_unsent = False
 
     def put(self, frame: str) -> bool:
         """Queue ``frame``; False if the connection is gone or was just cut off."""
@@ -56,7 +57,7 @@ class Outbox:
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
-            self.cut_off = True
+            self.cut_off = self._cut_off_unsent = True
             self.closing = True
             metrics.SLOW_CONSUMERS.inc()
             return False
@@ -69,16 +70,18 @@ class Outbox:
         try:
             self.queue.put_nowait(CloseFrame(code, reason))
         except asyncio.QueueFull:
-            self.cut_off = True
+            self.cut_off = self._cut_off_unsent = True
 
     async def next(self) -> str | CloseFrame:
         """The next thing to write. After a cut-off: the error, then the 4009 close."""
-        if self.cut_off:
-            self.cut_off = False
+        if self._cut_off_unsent:
+            # ``cut_off`` stays set: the connection's end is counted as a slow consumer.
+            self._cut_off_unsent = False
             # Drop what is queued: the client resumes with ``since`` and gets it again.
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.queue.put_nowait(CloseFrame(CloseCode.SLOW_CONSUMER, "slow consumer"))
+            metrics.error_sent(ErrorCode.SLOW_CONSUMER)
             return _SLOW_CONSUMER
         return await self.queue.get()
 
@@ -119,7 +122,7 @@ class Room:
 
     def deliver(self, entries: Iterable[LogEntry]) -> int:
         """Fan committed ops out to the members. Returns the number of frames queued."""
-        sent = 0
+        sent = acks = 0
         for entry in entries:
             if self.version is not None and entry.v < self.version:
                 continue
@@ -136,6 +139,7 @@ class Room:
                     if ack_frame is None:
                         ack_frame = protocol.encode(protocol.Ack(id=entry.id, v=entry.v)).decode()
                     member.outbox.put(ack_frame)
+                    acks += 1
                 else:
                     if op_frame is None:
                         op_frame = op_message(entry).decode()
@@ -146,6 +150,8 @@ class Room:
                     self._release_acks(member)
             self.version = entry.v + 1
             self.seen_version = max(self.seen_version, entry.v + 1)
+        metrics.OPS_OUT.inc(sent - acks)
+        metrics.ACKS_OUT.inc(acks)
         return sent
 
     def welcome_sent(self, member: Member, version: int) -> None:
@@ -158,11 +164,12 @@ class Room:
         for entry in backlog:
             if entry.v < member.next_version:
                 continue
-            frame = (
-                protocol.encode(protocol.Ack(id=entry.id, v=entry.v))
-                if member.is_author(entry)
-                else op_message(entry)
-            )
+            if member.is_author(entry):
+                frame = protocol.encode(protocol.Ack(id=entry.id, v=entry.v))
+                metrics.ACKS_OUT.inc()
+            else:
+                frame = op_message(entry)
+                metrics.OPS_OUT.inc()
             member.outbox.put(frame.decode())
             member.next_version = entry.v + 1
         if member.held_acks:
@@ -177,6 +184,7 @@ class Room:
         """Acknowledge a resent op again, once the member has received version ``v``."""
         if v < member.next_version and member.ready:
             member.outbox.put(protocol.encode(protocol.Ack(id=op_id, v=v)).decode())
+            metrics.ACKS_OUT.inc()
         else:
             member.held_acks.append((v, op_id))
 
@@ -185,14 +193,18 @@ class Room:
         for v, op_id in member.held_acks:
             if v < member.next_version:
                 member.outbox.put(protocol.encode(protocol.Ack(id=op_id, v=v)).decode())
+                metrics.ACKS_OUT.inc()
             else:
                 keep.append((v, op_id))
         member.held_acks = keep
 
     def broadcast_presence(self, session: str, frame: str) -> None:
+        sent = 0
         for member in self.members.values():
             if member.ready and member.session != session:
                 member.outbox.put(frame)
+                sent += 1
+        metrics.PRESENCE_OUT.inc(sent)
 
 
 def op_broadcast(entry: LogEntry) -> protocol.OpBroadcast:

@@ -35,9 +35,14 @@ class Phase(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Send this frame to the client."""
+    """Send this frame to the client.
+
+    ``error`` is the code when the frame is an ``error`` message (the endpoint counts
+    them); the session's only other frame is the heartbeat reply.
+    """
 
     frame: bytes
+    error: ErrorCode | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,14 +223,14 @@ class Session:
             "too many messages",
             id=protocol.op_id(frame, self.limits.wire),
         )
-        actions: list[Action] = [Send(protocol.error_message(error))]
+        actions: list[Action] = [Send(protocol.error_message(error), error.code)]
         if self._refusals >= 2 * self.limits.messages_per_second:
             self.phase = Phase.CLOSED
             actions.append(Close(CloseCode.RATE_LIMITED, "rate limited"))
         return actions
 
     def _refuse(self, exc: ProtocolError) -> list[Action]:
-        actions: list[Action] = [Send(protocol.error_message(exc))]
+        actions: list[Action] = [Send(protocol.error_message(exc), exc.code)]
         if exc.close is not None:
             self.phase = Phase.CLOSED
             actions.append(Close(exc.close, exc.code.value))
@@ -238,11 +243,11 @@ class Session:
         return actions
 
     def _error(self, code: ErrorCode, message: str, op_id: str | None = None) -> list[Action]:
-        return [Send(protocol.error_message(ProtocolError(code, message, id=op_id)))]
+        return [Send(protocol.error_message(ProtocolError(code, message, id=op_id)), code)]
 
     def _fail(self, code: ErrorCode, message: str) -> list[Action]:
         """Send the error and close with its code (unauthorized, forbidden_document)."""
         error = ProtocolError(code, message)
         self.phase = Phase.CLOSED
         close = error.close if error.close is not None else CloseCode.BAD_REQUEST
-        return [Send(protocol.error_message(error)), Close(close, code.value)]
+        return [Send(protocol.error_message(error), code), Close(close, code.value)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collab_core import tracing
 from collab_core.service import Supervisor, connect, health_app, serve
 from collab_core.telemetry import configure_logging
 from collab_presence.settings import PresenceSettings
@@ -11,6 +12,7 @@ from collab_presence.worker import Worker
 def main() -> None:
     settings = PresenceSettings()
     configure_logging(settings.log_level, "presence")
+    tracing.configure("collab-presence")
     redis = connect(settings.redis_url)
     worker = Worker(
         redis,

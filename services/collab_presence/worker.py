@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from collab_core import keys
 from collab_core.ingress import PresenceUpdate
-from collab_core.service import BLOCK_MS, ensure_group
+from collab_core.service import BLOCK_MS, ensure_group, report_backlog
 from collab_presence import metrics
 from collab_presence.tracker import Action, DropParticipant, Publish, SaveParticipant, Tracker
 
@@ -57,6 +57,17 @@ class Worker:
         loops = [
             asyncio.create_task(self._flush_loop(), name="presence-flush"),
             asyncio.create_task(self._expire_loop(), name="presence-expire"),
+            asyncio.create_task(
+                report_backlog(
+                    self.redis,
+                    self.streams,
+                    keys.PRESENCE_GROUP,
+                    pending=metrics.STREAM_PENDING,
+                    lag=metrics.STREAM_LAG,
+                    oldest=metrics.STREAM_OLDEST_PENDING,
+                ),
+                name="presence-backlog",
+            ),
         ]
         try:
             await self._consume("0")

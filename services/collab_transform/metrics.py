@@ -1,7 +1,8 @@
 """Prometheus metrics of edit-transform, declared once."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
+from collab_core.errors import ErrorCode
 from collab_core.telemetry import LATENCY_BUCKETS
 
 COMMITTED = Counter("collab_transform_commits_total", "Ops committed to document logs.")
@@ -13,6 +14,9 @@ DUPLICATES = Counter(
     "collab_transform_duplicates_total", "Resent ops recognised as already committed."
 )
 REFUSED = Counter("collab_transform_refused_total", "Submissions refused, by error code.", ["code"])
+# Series that exist at zero let rate() and alerts see the first refusal.
+for _code in ErrorCode:
+    REFUSED.labels(_code.value)
 CLAIMED = Counter(
     "collab_transform_claimed_total", "Ingress entries taken over from an idle consumer."
 )
@@ -33,4 +37,19 @@ SUBMIT_TO_COMMIT_SECONDS = Histogram(
     "collab_transform_submit_to_commit_seconds",
     "From the gateway receiving an op to its commit (clocks of two hosts).",
     buckets=LATENCY_BUCKETS,
+)
+STREAM_PENDING = Gauge(
+    "collab_transform_stream_pending_entries",
+    "Ingress entries delivered to a consumer and not yet acknowledged.",
+    ["stream", "group"],
+)
+STREAM_LAG = Gauge(
+    "collab_transform_stream_lag_entries",
+    "Ingress entries not yet delivered to any consumer.",
+    ["stream", "group"],
+)
+STREAM_OLDEST_PENDING = Gauge(
+    "collab_transform_stream_oldest_pending_seconds",
+    "Age of the oldest ingress entry delivered and not yet acknowledged (0 if none).",
+    ["stream", "group"],
 )

@@ -18,10 +18,10 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from collab_core import keys
+from collab_core import keys, tracing
 from collab_core.errors import ErrorCode
 from collab_core.ingress import Reply, Submission
-from collab_core.service import BLOCK_MS, ensure_group
+from collab_core.service import BLOCK_MS, ensure_group, report_backlog
 from collab_core.store import LogEntry
 from collab_transform import metrics
 from collab_transform.commit import Committer
@@ -68,13 +68,27 @@ class Worker:
         # After a restart, entries delivered to this consumer name but never acknowledged
         # are re-read with id 0 (Redis streams: "recovering from permanent failures").
         await self._consume("0")
-        claimer = asyncio.create_task(self._claim_loop(), name="transform-claim")
+        loops = [
+            asyncio.create_task(self._claim_loop(), name="transform-claim"),
+            asyncio.create_task(
+                report_backlog(
+                    self.redis,
+                    self.streams,
+                    keys.TRANSFORM_GROUP,
+                    pending=metrics.STREAM_PENDING,
+                    lag=metrics.STREAM_LAG,
+                    oldest=metrics.STREAM_OLDEST_PENDING,
+                ),
+                name="transform-backlog",
+            ),
+        ]
         try:
             while True:
                 await self._consume(">")
         finally:
-            claimer.cancel()
-            await asyncio.gather(claimer, return_exceptions=True)
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
 
     async def _consume(self, start: str) -> None:
         while True:
@@ -173,7 +187,10 @@ class Worker:
             await self._finish(stream, entry_id)
             return
         started = time.perf_counter()
-        await self.process(sub)
+        with tracing.process(
+            stream, sub.traceparent, message_id=entry_id, group=keys.TRANSFORM_GROUP
+        ):
+            await self.process(sub)
         metrics.PROCESS_SECONDS.observe(time.perf_counter() - started)
         await self._finish(stream, entry_id)
 
@@ -211,20 +228,23 @@ class Worker:
                 await self._reply(sub, Reply("ack", sub.session, sub.id, v=decision.v))
                 return
             assert isinstance(decision, Commit)
-            entry = LogEntry(
-                v=view.version,
-                op_json=_encode_op(decision.op),
-                client=sub.client,
-                id=sub.id,
-                author=sub.author,
-                session=sub.session,
-                ts=time.time(),
-                base=sub.v,
-                digest=sub.digest,
-                traceparent=sub.traceparent,
-            )
-            started = time.perf_counter()
-            if await committer.append(sub.doc, view, entry, decision.text):
+            # The log entry carries this span's context: fan-out joins the op's trace.
+            with tracing.span("commit") as traceparent:
+                entry = LogEntry(
+                    v=view.version,
+                    op_json=_encode_op(decision.op),
+                    client=sub.client,
+                    id=sub.id,
+                    author=sub.author,
+                    session=sub.session,
+                    ts=time.time(),
+                    base=sub.v,
+                    digest=sub.digest,
+                    traceparent=traceparent or sub.traceparent,
+                )
+                started = time.perf_counter()
+                appended = await committer.append(sub.doc, view, entry, decision.text)
+            if appended:
                 metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
                 metrics.COMMITTED.inc()
                 metrics.SUBMIT_TO_COMMIT_SECONDS.observe(max(0.0, entry.ts - sub.ts))

@@ -94,6 +94,8 @@ async def test_slow_consumer_is_cut_off_and_the_room_goes_on(stack_factory) -> N
     assert frames[-1]["code"] == "slow_consumer"
     metrics = httpx.get(f"{stack.http()}/metrics").text
     assert "collab_gateway_slow_consumers_total 1.0" in metrics
+    assert 'collab_gateway_disconnects_total{reason="slow_consumer"} 1.0' in metrics
+    assert 'collab_gateway_errors_total{code="slow_consumer"} 1.0' in metrics
 
 
 async def test_gateway_publishes_its_load(stack) -> None:

@@ -130,7 +130,7 @@ test('two people type at once, see each other, survive going offline, restore', 
   await lin.page.evaluate(() => window.collab.disconnect());
   await lin.page.waitForFunction(() => document.getElementById('status').dataset.status === 'offline');
   await typeInto(lin.page, 'typed offline\n');
-  await typeInto(ada.page, 'Ada meanwhile\n');
+  await typeInto(ada.page, 'Ada meanwhile\n', 'Control+Home');
   assert.ok((await lin.page.evaluate(() => window.collab.pending)) > 0);
   await lin.context.setOffline(false);
   await lin.page.evaluate(() => window.collab.connect());

@@ -414,6 +414,8 @@ async def test_full_outbox_cuts_off_drops_the_queue_and_closes_4009() -> None:
     assert message.code is ErrorCode.SLOW_CONSUMER
     assert await outbox.next() == CloseFrame(CloseCode.SLOW_CONSUMER, "slow consumer")
     assert outbox.queue.empty()
+    # Still set once the error went out: the endpoint counts the disconnect as a cut-off.
+    assert outbox.cut_off
 
 
 async def test_close_on_a_full_outbox_is_a_cut_off() -> None:

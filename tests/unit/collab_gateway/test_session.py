@@ -81,6 +81,9 @@ def assert_error(action: Action, code: ErrorCode, op_id: str | None = None) -> N
     assert isinstance(message, protocol.Error)
     assert message.code is code
     assert message.id == op_id
+    # The endpoint counts errors by this code without decoding the frame.
+    assert isinstance(action, Send)
+    assert action.error is code
 
 
 def assert_fails(actions: list[Action], code: ErrorCode, close: int) -> None:
@@ -342,6 +345,7 @@ def test_heartbeat_is_answered_with_its_timestamp_and_server_time() -> None:
     assert len(actions) == 1
     reply = sent(actions[0])
     assert reply == protocol.HeartbeatReply(timestamp=1700000000.5, server_time=T0 + 4)
+    assert actions[0] == Send(protocol.encode(reply), error=None)
 
 
 # -- escalation ------------------------------------------------------------------------------
