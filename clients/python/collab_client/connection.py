@@ -64,6 +64,7 @@ class CollabClient:
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
         on_event: Callable[[Event], None] | None = None,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
         open_timeout: float = 10.0,
     ) -> None:
         # Several gateway URLs: each reconnect tries the next one.
@@ -75,6 +76,8 @@ class CollabClient:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.on_event = on_event
+        #: Called with every message received, before the state machine sees it.
+        self.on_message = on_message
         self.open_timeout = open_timeout
         self.received: list[dict[str, Any]] = []
         self.record = False
@@ -245,6 +248,8 @@ class CollabClient:
                         self._pump()
                         async for frame in ws:
                             message = json.loads(frame)
+                            if self.on_message is not None:
+                                self.on_message(message)
                             if self.record:
                                 self.received.append(message)
                             if message.get("type") == "ack":
