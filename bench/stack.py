@@ -111,9 +111,8 @@ class ServerStack:
                 preexec_fn=raise_file_limit,
             )
             log.close()
-            self.processes.append(
-                Process(f"{kind}-{n}" if kind == "gateway" else kind, popen, port)
-            )
+            name = f"gateway-{n - 2}" if kind == "gateway" else kind
+            self.processes.append(Process(name, popen, port))
         for process in self.processes:
             self._wait_ready(process)
 
