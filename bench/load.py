@@ -274,6 +274,10 @@ async def run_load(scenario: Scenario, stack: ServerStack, rng: random.Random) -
         )
     for editor in editors:
         await editor.close()
+    failed = [t for t in readers if t.done() and not t.cancelled() and t.exception() is not None]
+    result["readers_lost"] = len(failed)
+    if failed:
+        result["reader_failure"] = repr(failed[0].exception())
     for task in readers:
         task.cancel()
     await asyncio.gather(*readers, return_exceptions=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import prometheus_client
 import uvicorn
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -95,10 +95,17 @@ async def report_backlog(
         await asyncio.sleep(interval)
 
 
+#: Connections to Redis per process. A burst of work (hundreds of clients joining at
+#: once) waits for a free connection instead of failing, as the default pool would.
+MAX_CONNECTIONS = 64
+
+
 def connect(url: str) -> Redis:
     """A Redis client for ``url`` with the timeouts every service uses."""
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=10,
         # A reply slower than this means Redis is frozen or gone; blocking reads wait
         # at most BLOCK_MS, well inside it.
         socket_timeout=10,
@@ -107,6 +114,7 @@ def connect(url: str) -> Redis:
         socket_keepalive=True,
         retry_on_timeout=False,
     )
+    return Redis(connection_pool=pool)
 
 
 class Supervisor:
