@@ -52,6 +52,8 @@ def _cmd_service(args: argparse.Namespace) -> int:
         from collab_gateway.__main__ import main as service_main
     elif args.command == "transform":
         from collab_transform.__main__ import main as service_main
+    elif args.command == "operator":
+        from collab_operator.main import main as service_main
     else:
         from collab_presence.__main__ import main as service_main
     service_main()
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("gateway", "run the WebSocket gateway (settings from COLLAB_GATEWAY_* and REDIS_URL)"),
         ("transform", "run edit-transform (settings from COLLAB_TRANSFORM_*)"),
         ("presence", "run presence (settings from COLLAB_PRESENCE_*)"),
+        ("operator", "run the operator that scales the gateways (settings from COLLAB_OPERATOR_*)"),
     ):
         commands.add_parser(name, help=text).set_defaults(run=_cmd_service)
 

@@ -216,7 +216,7 @@ def health_app(supervisor: Supervisor) -> Starlette:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await supervisor.redis.aclose()
+            await supervisor.redis.aclose(close_connection_pool=True)
 
     return Starlette(
         routes=[

@@ -29,7 +29,7 @@ def create_app(settings: GatewaySettings, redis: Redis | None = None) -> FastAPI
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await gateway.redis.aclose()
+            await gateway.redis.aclose(close_connection_pool=True)
 
     app = FastAPI(
         title="collab gateway",
