@@ -31,10 +31,13 @@ from collab_core.store import Epoch, StoreLost
 
 log = logging.getLogger("collab.service")
 
-#: What a lost, refused or frozen Redis connection raises.
+#: What a lost, refused or frozen Redis connection raises, and the error replies of a
+#: Redis that refuses writes for now: MISCONF (its AOF write failed), READONLY (a failover
+#: demoted it), NOREPLICAS (min-replicas-to-write), OOM. Treated alike: not ready, retry.
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
+    ResponseError,
     ConnectionError,
     TimeoutError,
     OSError,

@@ -21,6 +21,22 @@ from collab_gateway.settings import GatewaySettings
 log = logging.getLogger("collab.gateway")
 
 
+class _NoQueryStrings(logging.Filter):
+    """Drop the query string from uvicorn's WebSocket handshake lines (``"WebSocket %s"``).
+
+    A token put in the URL by a client never authenticates, and must not reach the logs
+    either (research/reliability.md 4.1: URLs end up in logs).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 2 and '"WebSocket %s"' in str(record.msg):
+            path = args[1]
+            if isinstance(path, str) and "?" in path:
+                record.args = (args[0], path.split("?", 1)[0], *args[2:])
+        return True
+
+
 class DrainingServer(uvicorn.Server):
     """uvicorn, but the first SIGTERM or SIGINT drains the gateway before shutting down."""
 
@@ -72,6 +88,8 @@ def main() -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
     )
+    # After uvicorn.Config, which configures its loggers.
+    logging.getLogger("uvicorn.error").addFilter(_NoQueryStrings())
     DrainingServer(config, app.state.gateway).run()
 
 

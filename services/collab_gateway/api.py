@@ -59,6 +59,16 @@ async def api_error_handler(_: Request, exc: Exception) -> Response:
     )
 
 
+async def store_error_handler(request: Request, exc: Exception) -> Response:
+    """Redis unreachable or refusing writes: ``internal``, nothing was done (PROTOCOL.md)."""
+    if request.scope["type"] != "http":
+        raise exc  # the WebSocket endpoint handles its own
+    return JSONResponse(
+        {"error": ErrorCode.INTERNAL.value, "message": "store unavailable; retry"},
+        status_code=_STATUS[ErrorCode.INTERNAL],
+    )
+
+
 def _json(data: Any) -> Response:
     return Response(msgspec.json.encode(data), media_type="application/json")
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.routing import WebSocketRoute
 
-from collab_core.service import connect
+from collab_core.service import REDIS_ERRORS, connect
 from collab_gateway import api, web
 from collab_gateway.endpoint import collaborate
 from collab_gateway.gateway import Gateway
@@ -40,7 +40,12 @@ def create_app(settings: GatewaySettings, redis: Redis | None = None) -> FastAPI
     )
     app.state.gateway = gateway
     app.add_exception_handler(api.ApiError, api.api_error_handler)
+    for error in REDIS_ERRORS:
+        if issubclass(error, Exception):
+            app.add_exception_handler(error, api.store_error_handler)
     app.include_router(api.router)
     app.include_router(web.router)
-    app.router.routes.append(WebSocketRoute("/v1/collaborate/{document_id}", collaborate))
+    # ``:path`` so that any id, even empty or with a slash, reaches the endpoint, which
+    # completes the upgrade and closes 4000 (PROTOCOL.md, "Connecting"), not a bare 403.
+    app.router.routes.append(WebSocketRoute("/v1/collaborate/{document_id:path}", collaborate))
     return app

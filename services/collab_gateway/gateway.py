@@ -34,6 +34,8 @@ from collab_gateway.settings import GatewaySettings
 log = logging.getLogger("collab.gateway")
 
 INGRESS_MAXLEN = 1_000_000
+#: Leaves kept for a later try while Redis is unavailable.
+MAX_UNSENT_LEAVES = 100_000
 #: Distinct, readable colours; a user keeps theirs on every device.
 PALETTE = (
     "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
@@ -83,6 +85,7 @@ class Gateway:
         self.seen_versions: dict[str, int] = {}
         self._messages = 0
         self._messages_rate = 0.0
+        self._unsent_leaves: list[PresenceUpdate] = []
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -111,7 +114,13 @@ class Gateway:
 
     async def _report_loop(self) -> None:
         while True:
-            await self.report_load()
+            try:
+                await self.report_load()
+                await self._resend_leaves()
+            except REDIS_ERRORS as exc:
+                # A gateway that stops reporting is taken for dead and its sessions are
+                # expired by presence: retry next round rather than end the loop.
+                log.warning("load report failed: %s", exc)
             await asyncio.sleep(self.settings.load_report_seconds)
 
     async def report_load(self) -> None:
@@ -328,13 +337,22 @@ class Gateway:
         )
 
     async def leave_presence(self, doc: str, session: str) -> None:
-        await self.update_presence(
-            PresenceUpdate(
-                kind="leave",
-                doc=doc,
-                session=session,
-                gateway=self.id,
-                ts=time.time(),
-                reason="closed",
-            )
+        """Tell presence that ``session`` left; if Redis is unavailable, tell it later.
+
+        A lost leave would keep the session in the roster for as long as this gateway
+        lives, so it is kept and sent again with the next load report.
+        """
+        update = PresenceUpdate(
+            kind="leave", doc=doc, session=session, gateway=self.id, ts=time.time(), reason="closed"
         )
+        try:
+            await self.update_presence(update)
+        except REDIS_ERRORS:
+            if len(self._unsent_leaves) < MAX_UNSENT_LEAVES:
+                self._unsent_leaves.append(update)
+            raise
+
+    async def _resend_leaves(self) -> None:
+        while self._unsent_leaves:
+            await self.update_presence(self._unsent_leaves[0])
+            self._unsent_leaves.pop(0)

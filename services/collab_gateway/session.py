@@ -132,6 +132,10 @@ class Session:
             if self.phase is Phase.AWAITING_HELLO and exc.close is None:
                 # PROTOCOL.md, "Connecting": anything but a hello first is unauthorized.
                 return self._fail(ErrorCode.UNAUTHORIZED, "the first message must be hello")
+            if self.phase is Phase.OPEN and exc.code is ErrorCode.UNAUTHORIZED:
+                # Only a hello carries a token, and this connection has had its hello: a
+                # second one is bad_message whatever its token (as a valid one is, below).
+                exc = ProtocolError(ErrorCode.BAD_MESSAGE, "hello was already received")
             return self._refuse(exc)
         if self.phase is Phase.AWAITING_HELLO:
             if not isinstance(message, protocol.Hello):

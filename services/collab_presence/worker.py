@@ -72,6 +72,12 @@ class Worker:
         try:
             await self._consume("0")
             while True:
+                for task in loops:
+                    if task.done():
+                        # The flush and expire loops end only on an error (Redis), and
+                        # their changes to the tracker may not have reached Redis: end
+                        # too, so that the supervisor restarts and restores the roster.
+                        task.result()
                 await self._consume(">")
         finally:
             for task in loops:

@@ -6,7 +6,7 @@ from collab_core import tracing
 from collab_core.service import Supervisor, connect, health_app, serve
 from collab_core.telemetry import configure_logging
 from collab_transform.settings import TransformSettings
-from collab_transform.worker import Worker
+from collab_transform.worker import FaultHook, Worker
 
 
 def main() -> None:
@@ -22,6 +22,7 @@ def main() -> None:
         snapshot_every=settings.snapshot_every,
         batch=settings.batch,
         claim_idle_ms=settings.claim_idle_ms,
+        fault=FaultHook.parse(settings.fault) if settings.fault else None,
     )
     supervisor = Supervisor(
         redis, worker.run, name="edit-transform", on_restart=worker.committer.clear

@@ -47,6 +47,27 @@ def _length_at_base(length: int, since: Sequence[LogEntry]) -> int:
     return length
 
 
+def _deletes_match(text: str, op: ot.Op) -> bool:
+    """Whether every invertible delete (``{"d": "abc"}``) names the text it removes.
+
+    ``ot.apply`` deletes by length, as ``ot-text-unicode`` does; an op whose delete text
+    differs would reach every other client claiming to remove what it does not.
+    """
+    pos = 0
+    for c in op:
+        if isinstance(c, int):
+            pos += c
+        elif isinstance(c, dict):
+            d = c["d"]
+            if isinstance(d, str):
+                if text[pos : pos + len(d)] != d:
+                    return False
+                pos += len(d)
+            else:
+                pos += d
+    return True
+
+
 def decide(
     sub: Submission,
     version: int,
@@ -86,6 +107,8 @@ def decide(
     for entry in since:
         # The op committed first stays left (PROTOCOL.md, "Documents, versions, ops").
         op = ot.transform(op, entry.op, "right")
+    if not _deletes_match(text, op):
+        return Refuse(ErrorCode.INVALID_OP, "deleted text does not match the document")
     new_text = ot.apply(text, op)
     if len(new_text) > max_document_chars and len(new_text) > len(text):
         return Refuse(

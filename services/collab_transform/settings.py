@@ -32,3 +32,9 @@ class TransformSettings(ServiceSettings):
     claim_idle_ms: int = Field(
         10_000, ge=100, description="Take over another consumer's entry after it idled this long."
     )
+    fault: str | None = Field(
+        None,
+        pattern=r"^(crash|stop)_(after_read|before_commit|after_commit|before_ack):[1-9][0-9]{0,8}$",
+        description="Test hook only (collab_transform.worker.FaultHook): crash or stop the "
+        "process the n-th time it reaches a point. Never set in production.",
+    )

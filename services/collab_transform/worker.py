@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from collab_core import keys, tracing
 from collab_core.errors import ErrorCode
@@ -37,6 +39,46 @@ REPLY_MAXLEN = 10_000
 
 _encode_op = msgspec.json.encode
 
+#: Where :class:`FaultHook` can strike, in the order one entry passes them.
+FAULT_POINTS = ("after_read", "before_commit", "after_commit", "before_ack")
+
+
+@dataclass(slots=True)
+class FaultHook:
+    """A test hook, never set in production: ``COLLAB_TRANSFORM_FAULT=<action>_<point>:<n>``.
+
+    The ``n``-th time this process reaches ``point`` (one of :data:`FAULT_POINTS`), it
+    either ends at once with ``os._exit(137)`` (``crash``: what ``kill -9`` leaves, with
+    nothing flushed or acknowledged) or stops itself with SIGSTOP (``stop``: a paused
+    worker, woken by the test with SIGCONT after another replica claimed its entries).
+    The fault matrix in docs/reliability.md names the tests that use it. Unset, each point
+    costs the worker one ``is None`` check.
+    """
+
+    action: str
+    point: str
+    n: int
+    reached: int = 0
+
+    @classmethod
+    def parse(cls, spec: str) -> FaultHook:
+        head, _, n = spec.partition(":")
+        action, _, point = head.partition("_")
+        if action not in ("crash", "stop") or point not in FAULT_POINTS or not n.isdigit():
+            raise ValueError(f"bad fault spec {spec!r}")
+        return cls(action, point, int(n))
+
+    def at(self, point: str) -> None:
+        if point != self.point:
+            return
+        self.reached += 1
+        if self.reached != self.n:
+            return
+        log.warning("fault hook: %s at %s (#%d)", self.action, point, self.n)
+        if self.action == "crash":
+            os._exit(137)
+        os.kill(os.getpid(), signal.SIGSTOP)
+
 
 class Worker:
     def __init__(
@@ -50,6 +92,7 @@ class Worker:
         batch: int = 100,
         block_ms: int = BLOCK_MS,
         claim_idle_ms: int = 10_000,
+        fault: FaultHook | None = None,
     ) -> None:
         self.redis = redis
         self.consumer = consumer
@@ -60,6 +103,8 @@ class Worker:
         self.claim_idle_ms = claim_idle_ms
         self.committer = Committer(redis, snapshot_every=snapshot_every)
         self.ready = False
+        self.fault = fault
+        self._processing = asyncio.Lock()
 
     async def run(self) -> None:
         """Consume until cancelled: first this consumer's own pending entries, then new ones."""
@@ -118,8 +163,11 @@ class Worker:
             for stream in self.streams:
                 try:
                     await self._claim(stream)
-                except ResponseError as exc:  # pragma: no cover - logged, retried next round
-                    log.warning("xautoclaim on %s failed: %s", stream, exc)
+                except Exception:
+                    # Retried next round (a poison entry ends in the dead letter after
+                    # MAX_DELIVERIES); never let the task end silently with entries
+                    # stranded in this consumer's pending list.
+                    log.exception("claiming entries of %s failed", stream)
 
     async def _claim(self, stream: str) -> None:
         cursor = "0-0"
@@ -179,6 +227,8 @@ class Worker:
         )
 
     async def _handle(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        if self.fault is not None:
+            self.fault.at("after_read")
         try:
             sub = Submission.from_stream(fields)
         except (KeyError, ValueError) as exc:
@@ -187,11 +237,17 @@ class Worker:
             await self._finish(stream, entry_id)
             return
         started = time.perf_counter()
-        with tracing.process(
-            stream, sub.traceparent, message_id=entry_id, group=keys.TRANSFORM_GROUP
-        ):
-            await self.process(sub)
+        # The claim loop and the main loop share the cached document views, which a
+        # commit advances: interleaved, one would decide or append against a view that
+        # moved under it (a failed assertion that silently ended the claim loop).
+        async with self._processing:
+            with tracing.process(
+                stream, sub.traceparent, message_id=entry_id, group=keys.TRANSFORM_GROUP
+            ):
+                await self.process(sub)
         metrics.PROCESS_SECONDS.observe(time.perf_counter() - started)
+        if self.fault is not None:
+            self.fault.at("before_ack")
         await self._finish(stream, entry_id)
 
     async def process(self, sub: Submission) -> None:
@@ -242,9 +298,13 @@ class Worker:
                     digest=sub.digest,
                     traceparent=traceparent or sub.traceparent,
                 )
+                if self.fault is not None:
+                    self.fault.at("before_commit")
                 started = time.perf_counter()
                 appended = await committer.append(sub.doc, view, entry, decision.text)
             if appended:
+                if self.fault is not None:
+                    self.fault.at("after_commit")
                 metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
                 metrics.COMMITTED.inc()
                 metrics.SUBMIT_TO_COMMIT_SECONDS.observe(max(0.0, entry.ts - sub.ts))

@@ -7,6 +7,7 @@ on loopback, and stops everything after the test. Nothing is faked.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.integration.chaos import Chaos, FaultProxy
 
 from collab_cli.redis_server import RedisServer, free_port
 from collab_core.auth import TokenCodec
@@ -35,8 +37,10 @@ class Service:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    log_offset: int = 0
 
     def start(self) -> None:
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "collab_cli", self.kind],
@@ -49,8 +53,16 @@ class Service:
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.port}/readyz"
         while time.monotonic() < deadline:
+            url = f"http://127.0.0.1:{self.port}/readyz"
+            if b"address already in use" in self.log_path.read_bytes()[self.log_offset :]:
+                # free_port() found the port free, but any socket (a client's, say) may
+                # take it before the service binds it: move to another one.
+                self.kill()
+                self.port = free_port()
+                self.env[f"COLLAB_{self.kind.upper()}_PORT"] = str(self.port)
+                self.start()
+                continue
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-3000:]}")
             try:
@@ -203,25 +215,40 @@ class Stack:
         )
 
 
-@pytest.fixture
-def stack_factory(tmp_path: Path) -> Iterator[object]:
-    """Builds stacks on demand; every one is stopped after the test."""
+@contextlib.contextmanager
+def _stacks(root: Path) -> Iterator[object]:
     stacks: list[Stack] = []
 
     def make(*, start: bool = True, appendfsync: str = "always", **kwargs: object) -> Stack:
-        root = tmp_path / f"stack-{len(stacks)}-{secrets.token_hex(2)}"
-        root.mkdir()
-        redis = RedisServer(root / "redis", appendfsync=appendfsync)
+        path = root / f"stack-{len(stacks)}-{secrets.token_hex(2)}"
+        path.mkdir()
+        redis = RedisServer(path / "redis", appendfsync=appendfsync)
         redis.start()
-        stack = Stack(root, redis)
+        stack = Stack(path, redis)
         stacks.append(stack)
         if start:
             stack.start(**kwargs)  # type: ignore[arg-type]
         return stack
 
-    yield make
-    for stack in stacks:
-        stack.stop()
+    try:
+        yield make
+    finally:
+        for stack in stacks:
+            stack.stop()
+
+
+@pytest.fixture
+def stack_factory(tmp_path: Path) -> Iterator[object]:
+    """Builds stacks on demand; every one is stopped after the test."""
+    with _stacks(tmp_path) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def module_stack_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Like ``stack_factory``, for stacks shared by a module's tests (one per document)."""
+    with _stacks(tmp_path_factory.mktemp("stacks")) as make:
+        yield make
 
 
 @pytest.fixture
@@ -244,14 +271,14 @@ def random_edit(text: str, rng: random.Random) -> list[object]:
     return [position, insert] if position else [insert]
 
 
+def _edit_once(client: object, rng: random.Random) -> None:
+    client.edit(random_edit(client.text, rng))  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def edit():
     """``edit(client, rng)``: apply one random edit to a connected client's document."""
-
-    def apply(client: object, rng: random.Random) -> None:
-        client.edit(random_edit(client.text, rng))  # type: ignore[attr-defined]
-
-    return apply
+    return _edit_once
 
 
 def check_acks_against_history(clients: list[object], history: list[dict[str, object]]) -> None:
@@ -272,3 +299,58 @@ def check_acks_against_history(clients: list[object], history: list[dict[str, ob
 def check_acks():
     """``check_acks(clients, history)``: see :func:`check_acks_against_history`."""
     return check_acks_against_history
+
+
+@pytest.fixture
+def fault_stack(stack_factory: object) -> object:
+    """``fault_stack(transforms=({}, {}), gateways=2, **env)``: a started stack of two
+    gateways and two edit-transform replicas; ``transforms`` holds each replica's own
+    environment (a ``COLLAB_TRANSFORM_FAULT`` hook for one of them)."""
+
+    def make(
+        *, transforms: tuple[dict[str, str], ...] = ({}, {}), gateways: int = 2, **env: str
+    ) -> Stack:
+        stack: Stack = stack_factory(start=False)  # type: ignore[operator]
+        for own in transforms:
+            stack.add("transform", **{**env, **own})
+        stack.add("presence", **env)
+        for _ in range(gateways):
+            stack.add("gateway", **env)
+        for service in stack.services:
+            service.wait_ready()
+        return stack
+
+    return make
+
+
+@pytest.fixture
+def chaos() -> object:
+    """``chaos(stack, doc, urls=None, clients=6, **client_options)``: a :class:`Chaos` of
+    recording clients making random edits (tests/integration/chaos.py); by default client
+    ``i`` cycles through every gateway, starting at gateway ``i``."""
+
+    def make(stack: Stack, doc: str, *, urls: object = None, **options: object) -> Chaos:
+        gateways = stack.of("gateway")
+
+        def every_gateway(i: int) -> list[str]:
+            n = len(gateways)
+            return [stack.ws_url(doc, gateways[(i + k) % n]) for k in range(n)]
+
+        return Chaos(stack, doc, urls or every_gateway, edit=_edit_once, **options)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def fault_proxy() -> Iterator[object]:
+    """``fault_proxy(port)``: a started :class:`FaultProxy` to ``port``, stopped after the test."""
+    proxies: list[FaultProxy] = []
+
+    def make(port: int, **options: int) -> FaultProxy:
+        proxy = FaultProxy(port, **options).start()
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()

@@ -66,6 +66,8 @@ class CollabClient:
         on_event: Callable[[Event], None] | None = None,
         on_message: Callable[[dict[str, Any]], None] | None = None,
         open_timeout: float = 10.0,
+        ping_interval: float | None = 20.0,
+        close_timeout: float = 10.0,
     ) -> None:
         # Several gateway URLs: each reconnect tries the next one.
         self.urls = [url] if isinstance(url, str) else list(url)
@@ -79,10 +81,17 @@ class CollabClient:
         #: Called with every message received, before the state machine sees it.
         self.on_message = on_message
         self.open_timeout = open_timeout
+        # A half-open connection (lost network, frozen gateway) answers nothing: only our
+        # own pings notice it, and then we reconnect and resend (PROTOCOL.md, "Liveness").
+        self.ping_interval = ping_interval
+        self.close_timeout = close_timeout
         self.received: list[dict[str, Any]] = []
         self.record = False
         self.failure: ConnectionFailed | None = None
         self.connections = 0
+        # Counts attempts, not successes: a URL that refuses connections must not be
+        # tried again and again while the others are up.
+        self._attempts = 0
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -231,13 +240,16 @@ class CollabClient:
             code: int | None = None
             reason = ""
             try:
-                url = self.urls[self.connections % len(self.urls)]
+                url = self.urls[self._attempts % len(self.urls)]
+                self._attempts += 1
                 async with websockets.connect(
                     url,
                     open_timeout=self.open_timeout,
                     compression=None,
                     max_size=None,
-                    ping_interval=None,
+                    ping_interval=self.ping_interval,
+                    ping_timeout=self.ping_interval,
+                    close_timeout=self.close_timeout,
                 ) as ws:
                     self._ws = ws
                     self.connections += 1
