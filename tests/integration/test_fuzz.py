@@ -249,7 +249,8 @@ def test_fuzzed_frames_on_one_connection_never_break_the_gateway(fuzz_stack) -> 
     assert {(e["id"], e["v"]) for e in history} >= conn.acked
     assert {e["id"] for e in history} <= conn.sent_ids
     assert all(e["author"] == "fuzz" and e["client"] == "fz" for e in history)
-    assert conn.acked, "no fuzzed op was accepted: the fuzzing reached no commit path"
+    # Acks can be lost to a close the next fuzzed frame provokes; the history cannot.
+    assert history, "no fuzzed op was committed: the fuzzing reached no commit path"
     assert stack.document("bystander")["text"] == "untouched"
     assert httpx.get(f"{stack.http()}/readyz").status_code == 200
 
