@@ -8,6 +8,15 @@ from collections.abc import Callable
 
 import pytest
 
+#: The Debian package of each external tool the tests run (scripts/test installs them).
+PACKAGES = {
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
+    "fiu-run": "fiu-utils",
+    "fiu-ctrl": "fiu-utils",
+    "faketime": "faketime",
+}
+
 
 @pytest.fixture
 def tool() -> Callable[[str], str]:
@@ -20,7 +29,7 @@ def tool() -> Callable[[str], str]:
     def find(name: str) -> str:
         path = shutil.which(name)
         if path is None:
-            reason = f"{name} not on PATH (Debian: apt-get install prometheus)"
+            reason = f"{name} not on PATH (Debian: apt-get install {PACKAGES.get(name, name)})"
             if os.environ.get("CI") == "true":
                 pytest.fail(reason)
             pytest.skip(reason)

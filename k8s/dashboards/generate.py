@@ -356,11 +356,13 @@ def pipeline() -> dict[str, Any]:
             timeseries(
                 "Conflicts, duplicates, take-overs",
                 "Commits retried after another replica won the version, resends recognised, "
-                "entries claimed from an idle consumer, entries dead-lettered.",
+                "entries claimed from an idle consumer, processing failures, entries "
+                "dead-lettered.",
                 [
                     target(rate("collab_transform_version_conflicts_total"), "conflicts"),
                     target(rate("collab_transform_duplicates_total"), "duplicates"),
                     target(rate("collab_transform_claimed_total"), "claimed"),
+                    target(rate("collab_transform_failed_total"), "failed"),
                     target(rate("collab_transform_dead_lettered_total"), "dead-lettered"),
                 ],
                 unit="ops",

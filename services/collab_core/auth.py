@@ -24,6 +24,8 @@ ALGORITHM = "HS256"
 #: RFC 7518 section 3.2: an HS256 key must have at least as many bits as the hash output.
 MIN_SECRET_BYTES = 32
 MAX_TOKEN_CHARS = 8192
+#: Largest accepted expiry leeway: more is not clock skew but a longer token lifetime.
+MAX_LEEWAY_SECONDS = 300
 ANY_DOCUMENT = "*"
 
 _DOCUMENT_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -71,12 +73,19 @@ def _string_claim(payload: dict[str, Any], name: str, max_chars: int) -> str:
 class TokenCodec:
     """Mints and verifies tokens with one shared secret (and optional audience)."""
 
-    def __init__(self, secret: str | bytes, *, audience: str | None = None) -> None:
+    def __init__(
+        self, secret: str | bytes, *, audience: str | None = None, leeway: float = 0.0
+    ) -> None:
         key = secret.encode() if isinstance(secret, str) else secret
         if len(key) < MIN_SECRET_BYTES:
             raise ValueError(f"the token secret must be at least {MIN_SECRET_BYTES} bytes")
+        if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
+            raise ValueError(f"the expiry leeway must be 0 to {MAX_LEEWAY_SECONDS} seconds")
         self._key = key
         self._audience = audience
+        #: Seconds a token stays valid past its ``exp``, for clock skew between the issuer
+        #: and this process (RFC 7519 section 4.1.4 allows "a small leeway").
+        self.leeway = leeway
 
     def mint(
         self,
@@ -100,7 +109,7 @@ class TokenCodec:
             claims["aud"] = self._audience
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)
 
-    def verify(self, token: object, *, now: float, leeway: float = 0.0) -> Claims:
+    def verify(self, token: object, *, now: float, leeway: float | None = None) -> Claims:
         """Return the token's claims, or raise ``ProtocolError(unauthorized)``.
 
         Checks the signature (HS256 only), every claim's presence and type, the role's
@@ -123,7 +132,7 @@ class TokenCodec:
         exp = payload.get("exp")
         if type(exp) is not int:
             raise _unauthorized("claim 'exp' must be an integer")
-        if exp + leeway <= now:
+        if exp + (self.leeway if leeway is None else leeway) <= now:
             raise _unauthorized("token expired")
         role = payload.get("role")
         if role not in (Role.EDITOR.value, Role.VIEWER.value):
@@ -138,6 +147,10 @@ class TokenCodec:
             role=Role(role),
             exp=exp,
         )
+
+    def expires_at(self, claims: Claims) -> float:
+        """When a connection authorized by ``claims`` must end (its ``exp`` plus leeway)."""
+        return claims.exp + self.leeway
 
     def authorize(self, token: object, document_id: str, *, now: float) -> Claims:
         """Verify ``token`` and check that it grants ``document_id``.

@@ -15,6 +15,7 @@ Layout::
     collab:{d:<id>}:roster             hash: session -> participant JSON (presence)
     collab:{d:<id>}:presence           stream: join / leave / presence events for gateways
     collab:{ingress:<n>}:ops           stream: submitted ops, shard n (edit-transform group)
+    collab:{ingress:<n>}:dead          stream: ingress entries that failed every delivery
     collab:{ingress:<n>}:presence      stream: presence updates, shard n (presence group)
     collab:{gw:<gateway>}:inbox        stream: replies to one gateway (errors, duplicate acks)
     collab:gateways                    sorted set: gateway id -> last report time
@@ -79,6 +80,10 @@ def shard_of(document_id: str, shards: int) -> int:
 
 def op_ingress(shard: int) -> str:
     return f"{PREFIX}:{{ingress:{shard}}}:ops"
+
+
+def op_dead_letter(shard: int) -> str:
+    return f"{PREFIX}:{{ingress:{shard}}}:dead"
 
 
 def presence_ingress(shard: int) -> str:

@@ -45,3 +45,11 @@ class TokenSettings(ServiceSettings):
         validation_alias="COLLAB_JWT_AUDIENCE",
         description="When set, tokens must carry this 'aud'.",
     )
+    jwt_leeway_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        validation_alias="COLLAB_JWT_LEEWAY_SECONDS",
+        description="Seconds a token is still accepted after its 'exp': allowance for clock "
+        "skew between the token issuer and the gateways.",
+    )

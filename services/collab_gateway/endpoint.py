@@ -147,7 +147,7 @@ class Connection:
         session = self.session
         if session.claims is None:
             return session.hello_deadline
-        return min(float(session.claims.exp), time.time() + 60.0)
+        return min(session.codec.expires_at(session.claims), time.time() + 60.0)
 
     async def _carry_out(self, actions: Sequence[Action]) -> bool:
         """Carry out a session's actions; False when the connection is to end."""

@@ -66,7 +66,9 @@ class Gateway:
         self.id = settings.gateway_id
         self.store = DocumentStore(redis)
         self.codec = TokenCodec(
-            settings.jwt_secret.get_secret_value(), audience=settings.jwt_audience
+            settings.jwt_secret.get_secret_value(),
+            audience=settings.jwt_audience,
+            leeway=settings.jwt_leeway_seconds,
         )
         self.registry = Registry()
         self.reader = Reader(redis, self.registry, self.id, block_ms=BLOCK_MS)

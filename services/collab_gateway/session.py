@@ -154,7 +154,11 @@ class Session:
         """Enforce deadlines: the hello timeout and the token's expiry."""
         if self.phase is Phase.AWAITING_HELLO and now >= self.hello_deadline:
             return self._fail(ErrorCode.UNAUTHORIZED, "no hello within the deadline")
-        if self.phase is Phase.OPEN and self.claims is not None and now >= self.claims.exp:
+        if (
+            self.phase is Phase.OPEN
+            and self.claims is not None
+            and now >= self.codec.expires_at(self.claims)
+        ):
             return self._fail(ErrorCode.UNAUTHORIZED, "token expired")
         return []
 

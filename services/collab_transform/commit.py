@@ -107,6 +107,19 @@ class Committer:
         """Drop every cached view (after losing Redis, the cache may be stale)."""
         self._views.clear()
 
+    def forget(self, document_id: str) -> None:
+        """Drop one document's cached view (its processing failed half way)."""
+        self._views.pop(document_id, None)
+
+    async def committed_version(
+        self, document_id: str, author: str, client: str, op_id: str
+    ) -> int | None:
+        """The version an op with this identity was committed at, if it was."""
+        raw = await self.redis.hget(
+            keys.op_ids(document_id), keys.op_id_field(author, client, op_id)
+        )
+        return None if raw is None else int(raw)
+
     async def committed_before(
         self, document_id: str, author: str, client: str, op_id: str, version: int
     ) -> LogEntry | None:

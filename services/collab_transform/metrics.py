@@ -20,8 +20,13 @@ for _code in ErrorCode:
 CLAIMED = Counter(
     "collab_transform_claimed_total", "Ingress entries taken over from an idle consumer."
 )
+FAILED = Counter(
+    "collab_transform_failed_total",
+    "Submissions whose processing raised; the entry stays pending and is retried.",
+)
 DEAD_LETTERED = Counter(
-    "collab_transform_dead_lettered_total", "Ingress entries dropped after too many deliveries."
+    "collab_transform_dead_lettered_total",
+    "Ingress entries set aside in the dead-letter stream after too many deliveries.",
 )
 COMMIT_SECONDS = Histogram(
     "collab_transform_commit_seconds",

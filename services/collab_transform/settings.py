@@ -34,7 +34,9 @@ class TransformSettings(ServiceSettings):
     )
     fault: str | None = Field(
         None,
-        pattern=r"^(crash|stop)_(after_read|before_commit|after_commit|before_ack):[1-9][0-9]{0,8}$",
+        pattern=r"^((crash|stop)_(after_read|before_commit|after_commit|before_ack)"
+        r":[1-9][0-9]{0,8}|(crash|raise)_on_id:.{1,64})$",
         description="Test hook only (collab_transform.worker.FaultHook): crash or stop the "
-        "process the n-th time it reaches a point. Never set in production.",
+        "process the n-th time it reaches a point, or crash or raise on every delivery of "
+        "one op id. Never set in production.",
     )

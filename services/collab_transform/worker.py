@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from collab_core import keys, tracing
 from collab_core.errors import ErrorCode
 from collab_core.ingress import Reply, Submission
-from collab_core.service import BLOCK_MS, ensure_group, report_backlog
+from collab_core.service import BLOCK_MS, REDIS_ERRORS, ensure_group, report_backlog
 from collab_core.store import LogEntry
 from collab_transform import metrics
 from collab_transform.commit import Committer
@@ -36,6 +36,7 @@ MAX_ATTEMPTS = 20
 #: Deliveries of one ingress entry before it is treated as poison and dead-lettered.
 MAX_DELIVERIES = 5
 REPLY_MAXLEN = 10_000
+DEAD_LETTER_MAXLEN = 10_000
 
 _encode_op = msgspec.json.encode
 
@@ -45,28 +46,37 @@ FAULT_POINTS = ("after_read", "before_commit", "after_commit", "before_ack")
 
 @dataclass(slots=True)
 class FaultHook:
-    """A test hook, never set in production: ``COLLAB_TRANSFORM_FAULT=<action>_<point>:<n>``.
+    """A test hook, never set in production: ``COLLAB_TRANSFORM_FAULT``.
 
-    The ``n``-th time this process reaches ``point`` (one of :data:`FAULT_POINTS`), it
-    either ends at once with ``os._exit(137)`` (``crash``: what ``kill -9`` leaves, with
-    nothing flushed or acknowledged) or stops itself with SIGSTOP (``stop``: a paused
-    worker, woken by the test with SIGCONT after another replica claimed its entries).
+    ``<action>_<point>:<n>``: the ``n``-th time this process reaches ``point`` (one of
+    :data:`FAULT_POINTS`), it either ends at once with ``os._exit(137)`` (``crash``: what
+    ``kill -9`` leaves, with nothing flushed or acknowledged) or stops itself with SIGSTOP
+    (``stop``: a paused worker, woken by the test with SIGCONT after another replica
+    claimed its entries).
+
+    ``<action>_on_id:<op id>``: a poison op. Every time any process with this hook reads
+    the submission with that op id, it ends (``crash``) or its processing raises
+    (``raise``: a bug that one op triggers).
+
     The fault matrix in docs/reliability.md names the tests that use it. Unset, each point
     costs the worker one ``is None`` check.
     """
 
     action: str
     point: str
-    n: int
+    n: int = 0
+    op_id: str | None = None
     reached: int = 0
 
     @classmethod
     def parse(cls, spec: str) -> FaultHook:
-        head, _, n = spec.partition(":")
+        head, _, arg = spec.partition(":")
         action, _, point = head.partition("_")
-        if action not in ("crash", "stop") or point not in FAULT_POINTS or not n.isdigit():
+        if point == "on_id" and action in ("crash", "raise") and arg:
+            return cls(action, point, op_id=arg)
+        if action not in ("crash", "stop") or point not in FAULT_POINTS or not arg.isdigit():
             raise ValueError(f"bad fault spec {spec!r}")
-        return cls(action, point, int(n))
+        return cls(action, point, int(arg))
 
     def at(self, point: str) -> None:
         if point != self.point:
@@ -78,6 +88,14 @@ class FaultHook:
         if self.action == "crash":
             os._exit(137)
         os.kill(os.getpid(), signal.SIGSTOP)
+
+    def on(self, op_id: str) -> None:
+        if self.op_id is None or op_id != self.op_id:
+            return
+        log.warning("fault hook: %s on op %s", self.action, op_id)
+        if self.action == "crash":
+            os._exit(137)
+        raise RuntimeError(f"fault hook: poison op {op_id}")
 
 
 class Worker:
@@ -97,6 +115,7 @@ class Worker:
         self.redis = redis
         self.consumer = consumer
         self.streams = [keys.op_ingress(n) for n in range(shards)]
+        self.dead_letters = {keys.op_ingress(n): keys.op_dead_letter(n) for n in range(shards)}
         self.max_document_chars = max_document_chars
         self.batch = batch
         self.block_ms = block_ms
@@ -136,24 +155,43 @@ class Worker:
             await asyncio.gather(*loops, return_exceptions=True)
 
     async def _consume(self, start: str) -> None:
-        while True:
+        """Handle one batch of new entries (``>``), or with ``0`` every entry this consumer
+        was given before and never finished: after a restart, including an entry whose
+        processing ended the previous run (dead-lettered once delivered too often)."""
+        recovering = start != ">"
+        cursors = dict.fromkeys(self.streams, start)
+        while cursors:
             response: Any = await self.redis.xreadgroup(
                 keys.TRANSFORM_GROUP,
                 self.consumer,
-                dict.fromkeys(self.streams, start),
+                cursors,  # type: ignore[arg-type]
                 count=self.batch,
-                block=self.block_ms if start == ">" else None,
+                block=None if recovering else self.block_ms,
             )
-            handled = 0
-            for stream, entries in response or []:
-                for entry_id, fields in entries:
-                    if not fields:  # an entry trimmed away while pending
-                        await self._finish(stream, entry_id)
-                        continue
-                    await self._handle(stream, entry_id, fields)
-                    handled += 1
-            if start == ">" or handled == 0:
+            if not recovering:
+                for stream, entries in response or []:
+                    for entry_id, fields in entries:
+                        await self._dispatch(_name(stream), entry_id, fields)
                 return
+            read = {_name(stream): entries for stream, entries in response or []}
+            for stream in list(cursors):
+                entries = read.get(stream)
+                if not entries:
+                    del cursors[stream]
+                    continue
+                for entry_id, fields in entries:
+                    if fields and await self._deliveries(stream, entry_id) > MAX_DELIVERIES:
+                        await self._dead_letter(stream, entry_id, fields)
+                    else:
+                        await self._dispatch(stream, entry_id, fields)
+                # Read past these even if one stays pending (its processing failed).
+                cursors[stream] = _name(entries[-1][0])
+
+    async def _dispatch(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        if not fields:  # an entry trimmed away while pending
+            await self._finish(stream, entry_id)
+        else:
+            await self._handle(stream, entry_id, fields)
 
     async def _claim_loop(self) -> None:
         """Take over entries that another consumer read but did not finish (it died)."""
@@ -183,13 +221,10 @@ class Worker:
             cursor, claimed = result[0], result[1]
             for entry_id, fields in claimed:
                 metrics.CLAIMED.inc()
-                if not fields:
-                    await self._finish(stream, entry_id)
-                    continue
-                if await self._deliveries(stream, entry_id) > MAX_DELIVERIES:
+                if fields and await self._deliveries(stream, entry_id) > MAX_DELIVERIES:
                     await self._dead_letter(stream, entry_id, fields)
-                    continue
-                await self._handle(stream, entry_id, fields)
+                else:
+                    await self._dispatch(stream, entry_id, fields)
             if cursor in (b"0-0", "0-0"):
                 return
 
@@ -200,16 +235,39 @@ class Worker:
         return int(rows[0]["times_delivered"]) if rows else 0
 
     async def _dead_letter(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        """Set aside an entry whose processing failed on every delivery (a poison op).
+
+        It is copied to the shard's dead-letter stream (same slot, kept for inspection),
+        its author is answered, and it leaves the ingress: the ops after it go on.
+        """
         log.error("dead-lettering ingress entry %s of %s", entry_id, stream)
         metrics.DEAD_LETTERED.inc()
+        await self.redis.xadd(
+            self.dead_letters[stream],
+            {**fields, b"ingress_id": entry_id},  # type: ignore[dict-item]
+            maxlen=DEAD_LETTER_MAXLEN,
+            approximate=True,
+        )
         try:
             sub = Submission.from_stream(fields)
-            await self._reply(
-                sub,
-                Reply("error", sub.session, sub.id, code=ErrorCode.INTERNAL, message="op failed"),
-            )
         except (KeyError, ValueError):
-            pass
+            sub = None
+        if sub is not None:
+            # Nothing committed, unless the failure came after the commit: then it is acked.
+            committed = await self.committer.committed_version(
+                sub.doc, sub.author, sub.client, sub.id
+            )
+            if committed is not None:
+                reply = Reply("ack", sub.session, sub.id, v=committed)
+            else:
+                reply = Reply(
+                    "error",
+                    sub.session,
+                    sub.id,
+                    code=ErrorCode.INTERNAL,
+                    message="op could not be processed",
+                )
+            await self._reply(sub, reply)
         await self._finish(stream, entry_id)
 
     async def _finish(self, stream: str, entry_id: bytes) -> None:
@@ -241,10 +299,23 @@ class Worker:
         # commit advances: interleaved, one would decide or append against a view that
         # moved under it (a failed assertion that silently ended the claim loop).
         async with self._processing:
-            with tracing.process(
-                stream, sub.traceparent, message_id=entry_id, group=keys.TRANSFORM_GROUP
-            ):
-                await self.process(sub)
+            try:
+                if self.fault is not None:
+                    self.fault.on(sub.id)
+                with tracing.process(
+                    stream, sub.traceparent, message_id=entry_id, group=keys.TRANSFORM_GROUP
+                ):
+                    await self.process(sub)
+            except REDIS_ERRORS:
+                raise
+            except Exception:
+                # A bug that this one op triggers must not stop the worker or block the
+                # ops behind it: the entry stays pending, is claimed again after
+                # claim_idle_ms, and is dead-lettered after MAX_DELIVERIES.
+                log.exception("processing op %s of %s failed", sub.id, sub.doc)
+                metrics.FAILED.inc()
+                self.committer.forget(sub.doc)
+                return
         metrics.PROCESS_SECONDS.observe(time.perf_counter() - started)
         if self.fault is not None:
             self.fault.at("before_ack")
@@ -318,3 +389,7 @@ class Worker:
                 "error", sub.session, sub.id, code=ErrorCode.INTERNAL, message="commit contention"
             ),
         )
+
+
+def _name(stream: str | bytes) -> str:
+    return stream.decode() if isinstance(stream, bytes) else stream

@@ -377,7 +377,7 @@ def test_jwt_secret_is_generated_once(renderer: Renderer) -> None:
     assert 'lookup "v1" "Secret"' in template
     # The values can name a Secret but never hold the secret itself.
     jwt = yaml.safe_load((CHART / "values.yaml").read_text())["jwt"]
-    assert set(jwt) == {"existingSecret", "existingSecretKey", "audience"}
+    assert set(jwt) == {"existingSecret", "existingSecretKey", "audience", "leewaySeconds"}
 
 
 def test_external_redis_url_goes_through_a_secret(renderer: Renderer) -> None:

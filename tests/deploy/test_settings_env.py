@@ -41,6 +41,7 @@ MANAGED = {
         "ingress_shards",
         "jwt_secret",
         "jwt_audience",
+        "jwt_leeway_seconds",
         "gateway_id",
     },
     "edit-transform": {"host", "port", "redis_url", "ingress_shards", "consumer", "fault"},

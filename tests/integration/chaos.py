@@ -175,6 +175,7 @@ class Chaos:
         edit: Edit,
         clients: int = 6,
         seed: int = 0,
+        tokens: Callable[[int], Any] | None = None,
         **client_options: Any,
     ) -> None:
         self.stack = stack
@@ -182,9 +183,9 @@ class Chaos:
         self.edit = edit
         self.rng = random.Random(seed)
         client_options.setdefault("backoff_max", 0.5)
-        self.clients = [
-            LedgerClient(urls(i), stack.token(f"u{i}"), **client_options) for i in range(clients)
-        ]
+        # ``tokens(i)``: client i's token, or a function minting one per connection.
+        token = tokens or (lambda i: stack.token(f"u{i}"))
+        self.clients = [LedgerClient(urls(i), token(i), **client_options) for i in range(clients)]
 
     async def start(self, timeout: float = 20) -> Chaos:
         for client in self.clients:

@@ -18,13 +18,17 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
 import time
+from collections import Counter
 
 import httpx
 import pytest
 import redis
+import websockets
 from tests.integration.chaos import metric, process_state
 
+from collab_client.connection import CollabClient
 from collab_core import keys
 from collab_core.ingress import Submission
 
@@ -109,6 +113,110 @@ async def test_transform_crash_restarted_finishes_its_own_pending_entries(
         await run.settle()
 
 
+# -- edit-transform: a poison op (M17) ------------------------------------------------------
+
+
+class Author:
+    """A raw WebSocket to one document that sends ops and waits for their answers."""
+
+    def __init__(self, stack, doc: str, client: str) -> None:
+        self.stack, self.doc, self.client = stack, doc, client
+        self.version = 0
+
+    async def __aenter__(self) -> Author:
+        self._ws = await websockets.connect(self.stack.ws_url(self.doc))
+        await self._ws.send(
+            json.dumps(
+                {"type": "hello", "token": self.stack.token(self.client), "client": self.client}
+            )
+        )
+        welcome = json.loads(await self._ws.recv())
+        self.version = welcome["version"]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._ws.close()
+
+    async def send(self, op_id: str, text: str) -> None:
+        message = {"type": "op", "id": op_id, "v": self.version, "op": [text]}
+        await self._ws.send(json.dumps(message))
+
+    async def answer(self, op_id: str, timeout: float) -> dict:
+        """The ack or error naming ``op_id``; others' ops move the version on."""
+        async with asyncio.timeout(timeout):
+            while True:
+                message = json.loads(await self._ws.recv())
+                if message["type"] == "op":
+                    self.version = message["v"] + 1
+                elif message["type"] in ("ack", "error") and message.get("id") == op_id:
+                    if message["type"] == "ack":
+                        self.version = message["v"] + 1
+                    return message
+
+
+def dead_letters(stack) -> list[dict[bytes, bytes]]:
+    r = redis.Redis.from_url(stack.redis.url)
+    try:
+        return [f for shard in range(2) for _, f in r.xrange(keys.op_dead_letter(shard))]
+    finally:
+        r.close()
+
+
+async def test_poison_op_that_raises_is_dead_lettered_and_the_document_goes_on(fault_stack):
+    """M17: processing one op raises in every replica. The worker survives, the ops behind
+    it commit, and after 5 deliveries the entry is set aside and its author told."""
+    hook = {"COLLAB_TRANSFORM_FAULT": "raise_on_id:poison"}
+    stack = fault_stack(transforms=(hook, hook))
+    doc = "poison-raise"
+    async with Author(stack, doc, "victim") as victim, Author(stack, doc, "other") as other:
+        await victim.send("poison", "P")
+        await asyncio.sleep(0.3)
+        for n in range(3):
+            await other.send(f"ok{n}", f"{n}")
+            assert (await other.answer(f"ok{n}", timeout=10))["type"] == "ack"
+        refused = await victim.answer("poison", timeout=60)
+        assert (refused["type"], refused["code"]) == ("error", "internal")
+        await victim.send("after", "A")
+        assert (await victim.answer("after", timeout=10))["type"] == "ack"
+    assert stack.document(doc) == {"id": doc, "version": 4, "text": "A210"}
+    [entry] = dead_letters(stack)
+    assert (entry[b"id"], entry[b"client"], entry[b"doc"]) == (b"poison", b"victim", doc.encode())
+    assert all(t.process.poll() is None for t in stack.of("transform"))
+    texts = [metrics_of(t) for t in stack.of("transform")]
+    assert sum(metric(t, "collab_transform_failed_total") for t in texts) == 5
+    assert sum(metric(t, "collab_transform_dead_lettered_total") for t in texts) == 1
+    assert ("victim", "poison") not in ingress_ids(stack)
+
+
+async def test_poison_op_that_crashes_the_worker_ends_the_crash_loop(fault_stack):
+    """M17: the op ends the process every time it is read. Restarted (as Kubernetes would),
+    the replica re-reads its pending entry, and after 5 deliveries dead-letters it instead
+    of crashing again; ops queued behind it then commit."""
+    stack = fault_stack(transforms=({"COLLAB_TRANSFORM_FAULT": "crash_on_id:poison"},))
+    transform = stack.of("transform")[0]
+    doc = "poison-crash"
+    crashes = 0
+    async with Author(stack, doc, "victim") as victim, Author(stack, doc, "other") as other:
+        await victim.send("poison", "P")
+        await eventually(lambda: exited(transform))
+        await other.send("queued", "Q")
+        answer = asyncio.ensure_future(victim.answer("poison", timeout=90))
+        while not answer.done():
+            if exited(transform):
+                assert transform.process.returncode == 137
+                crashes += 1
+                transform.start()
+            await asyncio.sleep(0.1)
+        refused = answer.result()
+        assert (refused["type"], refused["code"]) == ("error", "internal")
+        assert (await other.answer("queued", timeout=10))["type"] == "ack"
+    assert crashes == 5
+    transform.wait_ready()
+    assert stack.document(doc) == {"id": doc, "version": 1, "text": "Q"}
+    assert [e[b"id"] for e in dead_letters(stack)] == [b"poison"]
+    assert metric(metrics_of(transform), "collab_transform_dead_lettered_total") == 1
+
+
 # -- edit-transform: a paused worker wakes up after a takeover (M5) ------------------------
 
 
@@ -136,6 +244,97 @@ async def test_paused_transform_wakes_after_its_entries_were_claimed(fault_stack
         assert metric(woken, "collab_transform_duplicates_total") >= 1
     else:
         assert metric(metrics_of(other), "collab_transform_duplicates_total") >= 1
+
+
+# -- tokens and clocks (M19) ---------------------------------------------------------------
+
+
+async def test_expiring_tokens_are_renewed_and_no_pending_op_is_lost(fault_stack, chaos):
+    """M19: tokens live 1-2 s and a token function mints one per connection. At each
+    expiry the gateway closes with 4001, ops maybe in flight; the client reconnects with a
+    fresh token and resends, and the oracle holds."""
+    stack = fault_stack()
+    minted: Counter[int] = Counter()
+
+    def tokens(i: int):
+        def fresh() -> str:
+            minted[i] += 1
+            return stack.token(f"u{i}", ttl=2)
+
+        return fresh
+
+    async with chaos(stack, "renewed", clients=4, tokens=tokens) as run:
+        await run.load(6.0)
+        await run.settle()
+    for i, client in enumerate(run.clients):
+        assert client.failure is None
+        assert client.connections >= 3, "expected at least two expiries per client"
+        assert minted[i] == client.connections
+
+
+async def test_a_token_function_that_gives_expired_tokens_stops_the_client(stack):
+    """A 4001 before any welcome is final even with a token function: no retry loop."""
+    calls = 0
+
+    def expired() -> str:
+        nonlocal calls
+        calls += 1
+        return stack.token(ttl=-10)
+
+    client = CollabClient(stack.ws_url("never"), expired, backoff_initial=0.05)
+    client.start()
+    try:
+        await eventually(lambda: client.failure is not None, timeout=10)
+    finally:
+        await client.close()
+    assert client.failure.code == 4001
+    assert calls == 1
+
+
+async def test_clock_skew_between_gateways_is_judged_by_each_gateways_clock(stack_factory, tool):
+    """M19 with real clock skew: two gateways run 60 s ahead under libfaketime. A token
+    with 30 s left is expired there (4001 on the socket, 401 on the HTTP API) unless the
+    gateway allows the skew with COLLAB_JWT_LEEWAY_SECONDS; a skewed gateway still serves
+    and commits edits normally."""
+    ahead = (tool("faketime"), "-f", "+60")
+    stack = stack_factory(start=False)
+    stack.add("transform")
+    stack.add("presence")
+    on_time = stack.add("gateway")
+    # The offset applies to the wall clock only: the event loop's timers stay monotonic.
+    strict = stack.add("gateway", wrap=ahead, FAKETIME_DONT_FAKE_MONOTONIC="1")
+    tolerant = stack.add(
+        "gateway", wrap=ahead, FAKETIME_DONT_FAKE_MONOTONIC="1", COLLAB_JWT_LEEWAY_SECONDS="120"
+    )
+    for service in stack.services:
+        service.wait_ready()
+    token = stack.token("u1", ttl=30)
+    doc = "skewed"
+    answers = {}
+    for name, gateway in (("on_time", on_time), ("strict", strict), ("tolerant", tolerant)):
+        async with websockets.connect(stack.ws_url(doc, gateway)) as ws:
+            await ws.send(json.dumps({"type": "hello", "token": token, "client": name}))
+            first = json.loads(await ws.recv())
+            answers[name] = first
+            if first["type"] == "welcome":
+                op = {"type": "op", "id": name, "v": first["version"], "op": [name[0]]}
+                await ws.send(json.dumps(op))
+                assert json.loads(await ws.recv())["type"] == "ack"
+            else:
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await ws.recv()
+                assert closed.value.rcvd.code == 4001
+    assert answers["strict"] == {
+        "type": "error",
+        "code": "unauthorized",
+        "message": "token expired",
+    }
+    assert answers["on_time"]["type"] == answers["tolerant"]["type"] == "welcome"
+    headers = {"Authorization": f"Bearer {token}"}
+    for gateway, status in ((on_time, 200), (strict, 401), (tolerant, 200)):
+        url = f"{stack.http(gateway)}/v1/documents/{doc}"
+        assert httpx.get(url, headers=headers, timeout=10).status_code == status
+    assert stack.document(doc)["text"] == "to"
 
 
 # -- gateway killed before and after forwarding (M3, M4) -----------------------------------
@@ -285,6 +484,41 @@ async def test_redis_refusing_writes_then_accepting_them_again(fault_stack, chao
         r.close()
     for service in stack.services:
         service.wait_ready()
+
+
+async def test_disk_fsync_failure_stops_redis_before_it_acknowledges(fault_stack, chaos, tool):
+    """M10 with a real disk fault: libfiu (``fiu-run``) makes every fsync of redis-server
+    fail mid-load. Under ``appendfsync always`` Redis exits rather than reply to a write it
+    could not persist; restarted on the same AOF, no acknowledged op is missing, and the
+    ops in flight at the fault are resent and committed once."""
+    fiu_run, fiu_ctrl = tool("fiu-run"), tool("fiu-ctrl")
+    stack = fault_stack()
+    server = stack.redis
+    plain = server.command
+    async with chaos(stack, "disk-fault") as run:
+        await run.load(1.0)
+        server.stop()
+        server.command = lambda: [fiu_run, "-x", *plain()]  # the same data directory
+        server.start()
+        await run.load(1.5)
+        acked = run.acked
+        enable = [
+            "-c",
+            "enable name=posix/io/sync/fsync",
+            "-c",
+            "enable name=posix/io/sync/fdatasync",
+        ]
+        subprocess.run([fiu_ctrl, *enable, str(server.process.pid)], check=True, timeout=10)
+        await run.until(lambda: server.process.poll() is not None, timeout=20)
+        assert server.process.returncode == 1
+        log = (server.data_dir / "redis.log").read_text()
+        assert "Can't persist AOF for fsync error" in log
+        await run.load(1.0)  # against a Redis that is gone
+        server.command = plain
+        server.start()
+        await run.load(1.5)
+        await run.settle(timeout=90)
+        assert run.acked > acked
 
 
 async def test_latency_between_the_services_and_redis(stack_factory, chaos, fault_proxy):

@@ -4,7 +4,9 @@ It connects, says ``hello`` (with ``since`` when it resumes), resends pending op
 reconnect, reconnects with jittered exponential backoff when the connection drops
 (1006), the gateway drains (1012, or a ``reconnect`` message) or is busy (1013), or the
 client fell behind (4009 ``slow_consumer``), and stops for good on errors a retry cannot
-fix (4001 unauthorized, 4003 forbidden document, 4000 bad request).
+fix (4001 unauthorized, 4003 forbidden document, 4000 bad request). The token can be a
+function, called for every connection: then a 4001 on a connection that was welcomed (the
+token expired) is followed by one more connection with a fresh token.
 
 Typical use::
 
@@ -19,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import websockets
@@ -40,6 +43,10 @@ from collab_core import ot
 
 #: Close codes after which reconnecting cannot help.
 FATAL_CLOSE_CODES = frozenset({4000, 4001, 4003})
+UNAUTHORIZED = 4001
+
+#: A token, or a function returning one (maybe a coroutine function), called per connection.
+TokenSource = str | Callable[[], str | Awaitable[str]]
 
 
 class ConnectionFailed(RuntimeError):
@@ -57,7 +64,7 @@ class CollabClient:
     def __init__(
         self,
         url: str | Sequence[str],
-        token: str,
+        token: TokenSource,
         *,
         client_id: str | None = None,
         reconnect: bool = True,
@@ -228,6 +235,14 @@ class CollabClient:
         if self.on_event is not None:
             self.on_event(event)
 
+    async def _token(self) -> str:
+        if not callable(self.token):
+            return self.token
+        token = self.token()
+        if inspect.isawaitable(token):
+            token = await token
+        return token
+
     async def _resend_later(self) -> None:
         await asyncio.sleep(random.uniform(0.5, 1.0) * self._retry_delay)
         self._retry_delay = min(self._retry_delay * 2, self.backoff_max)
@@ -239,6 +254,7 @@ class CollabClient:
         while not self._closing:
             code: int | None = None
             reason = ""
+            welcomed = False
             try:
                 url = self.urls[self._attempts % len(self.urls)]
                 self._attempts += 1
@@ -256,7 +272,7 @@ class CollabClient:
                     self._outgoing = asyncio.Queue()
                     sender = asyncio.create_task(_sender(ws, self._outgoing))
                     try:
-                        self.state.connect(self.token)
+                        self.state.connect(await self._token())
                         self._pump()
                         async for frame in ws:
                             message = json.loads(frame)
@@ -270,6 +286,7 @@ class CollabClient:
                             self.state.receive(message)
                             if self.state.phase == "open":
                                 delay = self.backoff_initial
+                                welcomed = True
                             self._pump()
                     finally:
                         sender.cancel()
@@ -290,7 +307,10 @@ class CollabClient:
                 self._notify()
             if self._closing:
                 return
-            if code in FATAL_CLOSE_CODES or not self.reconnect:
+            # An expired token is renewed by a token function: one more try, which must
+            # be welcomed to earn another.
+            renewable = code == UNAUTHORIZED and callable(self.token) and welcomed
+            if (code in FATAL_CLOSE_CODES and not renewable) or not self.reconnect:
                 self.failure = ConnectionFailed(code, reason)
                 self._notify()
                 return

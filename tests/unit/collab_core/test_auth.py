@@ -92,6 +92,24 @@ def test_expired_token_is_unauthorized(codec: TokenCodec) -> None:
     assert codec.verify(token, now=NOW - 1).sub == "u1"
 
 
+def test_leeway_accepts_a_token_just_past_its_exp_and_no_longer() -> None:
+    lenient = TokenCodec(SECRET, leeway=30)
+    token = _raw(_claims(exp=int(NOW)))
+    claims = lenient.verify(token, now=NOW + 29.9)
+    assert lenient.expires_at(claims) == NOW + 30
+    with pytest.raises(ProtocolError, match="expired"):
+        lenient.verify(token, now=NOW + 30)
+    # An explicit leeway overrides the codec's.
+    with pytest.raises(ProtocolError, match="expired"):
+        lenient.verify(token, now=NOW + 1, leeway=0)
+
+
+@pytest.mark.parametrize("leeway", [-1, 301])
+def test_leeway_is_bounded(leeway: float) -> None:
+    with pytest.raises(ValueError, match="leeway"):
+        TokenCodec(SECRET, leeway=leeway)
+
+
 @pytest.mark.parametrize(
     "overrides",
     [

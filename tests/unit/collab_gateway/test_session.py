@@ -154,6 +154,20 @@ def test_no_hello_before_the_deadline_is_unauthorized() -> None:
     assert session.tick(T0 + 11.0) == []
 
 
+def test_an_open_session_ends_at_its_tokens_exp_plus_the_codecs_leeway() -> None:
+    session = Session(
+        doc=DOC,
+        session_id="s-server",
+        gateway_id="gw-1",
+        codec=TokenCodec(SECRET, leeway=20),
+        now=T0,
+        limits=SessionLimits(),
+    )
+    assert [type(a) for a in session.receive(hello(token(ttl_seconds=5)), T0)] == [Authenticated]
+    assert session.tick(T0 + 24.9) == []
+    assert_fails(session.tick(T0 + 25.0), ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED)
+
+
 def test_hello_deadline_follows_the_configured_timeout() -> None:
     session = new_session(SessionLimits(hello_timeout=2.5))
     assert session.tick(T0 + 2.4) == []
