@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from collab_core.service import REDIS_ERRORS, connect
+from collab_core.service import close as close_redis
 from collab_operator import GROUP, load, metrics, scaling
 from collab_operator import spec as pool_spec
 from collab_operator import status as pool_status
@@ -60,8 +61,7 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     """Cleanup: close the clients."""
     redis: Redis = memo.redis
     kube: Kube = memo.kube
-    # The pool is the client's own (collab_core.service.connect): close it with it.
-    await redis.aclose(close_connection_pool=True)
+    await close_redis(redis)
     await kube.close()
 
 

@@ -14,6 +14,7 @@ Layout::
     collab:{d:<id>}:ids                hash: [author, client, op id] -> version committed
     collab:{d:<id>}:roster             hash: session -> participant JSON (presence)
     collab:{d:<id>}:presence           stream: join / leave / presence events for gateways
+    collab:{d:<id>}:gateways           sorted set: gateway hosting the document -> expiry
     collab:{ingress:<n>}:ops           stream: submitted ops, shard n (edit-transform group)
     collab:{ingress:<n>}:dead          stream: ingress entries that failed every delivery
     collab:{ingress:<n>}:presence      stream: presence updates, shard n (presence group)
@@ -71,6 +72,10 @@ def roster(document_id: str) -> str:
 
 def presence(document_id: str) -> str:
     return f"{_doc(document_id)}:presence"
+
+
+def hosts(document_id: str) -> str:
+    return f"{_doc(document_id)}:gateways"
 
 
 def shard_of(document_id: str, shards: int) -> int:

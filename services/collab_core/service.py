@@ -14,13 +14,15 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, cast
 
 import prometheus_client
 import uvicorn
+from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ClusterError, RedisError, ResponseError, SlotNotCoveredError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,6 +38,10 @@ log = logging.getLogger("collab.service")
 #: demoted it), NOREPLICAS (min-replicas-to-write), OOM. Treated alike: not ready, retry.
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
+    # A cluster without a node for a slot (mid-failover) or whose topology is being
+    # refreshed; MOVED and ASK are followed by the client itself.
+    ClusterError,
+    SlotNotCoveredError,
     RedisTimeoutError,
     ResponseError,
     ConnectionError,
@@ -98,26 +104,88 @@ async def report_backlog(
         await asyncio.sleep(interval)
 
 
-#: Connections to Redis per process. A burst of work (hundreds of clients joining at
-#: once) waits for a free connection instead of failing, as the default pool would.
+async def run_all(*work: Coroutine[Any, Any, None]) -> None:
+    """Run coroutines that should never end, until one raises: then cancel the others
+    and raise its exception (a bare one, which ``Supervisor`` can catch, not a group)."""
+    tasks = [asyncio.create_task(w) for w in work]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+#: Connections to Redis per process (per node of a cluster). A burst of work (hundreds
+#: of clients joining at once) waits for a free connection instead of failing, as the
+#: default pool would.
 MAX_CONNECTIONS = 64
+#: URL schemes that name a Redis Cluster explicitly (any node of it).
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+_TIMEOUTS: dict[str, Any] = {
+    # A reply slower than this means Redis is frozen or gone; blocking reads wait at most
+    # BLOCK_MS, well inside it.
+    "socket_timeout": 10,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 10,
+    "socket_keepalive": True,
+}
 
 
 def connect(url: str) -> Redis:
-    """A Redis client for ``url`` with the timeouts every service uses."""
+    """A Redis client for ``url`` with the timeouts every service uses.
+
+    ``redis+cluster://host:port`` (or ``rediss+cluster://``) is a Redis Cluster reached
+    through that node; a plain ``redis://`` URL is also taken for a cluster when the
+    server says it is one (``INFO cluster``, asked once, here). The services use only
+    commands and scripts that touch one slot, and pipelines without transactions, which
+    redis-py's cluster client routes node by node: it is handed out as a ``Redis``.
+    """
+    if url.startswith(CLUSTER_SCHEMES):
+        return _cluster(url.replace("+cluster", "", 1))
+    if _is_cluster_node(url):
+        return _cluster(url)
     pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=10,
-        # A reply slower than this means Redis is frozen or gone; blocking reads wait
-        # at most BLOCK_MS, well inside it.
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        health_check_interval=10,
-        socket_keepalive=True,
-        retry_on_timeout=False,
+        url, max_connections=MAX_CONNECTIONS, timeout=10, retry_on_timeout=False, **_TIMEOUTS
     )
     return Redis(connection_pool=pool)
+
+
+async def close(redis: Redis) -> None:
+    """Close a client from :func:`connect` and its connections."""
+    if isinstance(redis, RedisCluster):
+        await redis.aclose()
+    else:
+        await redis.aclose(close_connection_pool=True)
+
+
+def _cluster(url: str) -> Redis:
+    client = RedisCluster.from_url(url, max_connections=MAX_CONNECTIONS, **_TIMEOUTS)
+    return cast(Redis, client)
+
+
+def _is_cluster_node(url: str) -> bool:
+    probe = SyncRedis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return int(probe.info("cluster").get("cluster_enabled", 0)) == 1
+    except (RedisError, OSError) as exc:
+        log.warning(
+            "could not ask %s whether it is a cluster (%s): taken for a single Redis; "
+            "name a cluster with redis+cluster:// to be sure",
+            _without_password(url),
+            exc,
+        )
+        return False
+    finally:
+        probe.close()
+
+
+def _without_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    _, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{host}" if at else url
 
 
 class Supervisor:
@@ -219,7 +287,7 @@ def health_app(supervisor: Supervisor) -> Starlette:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await supervisor.redis.aclose(close_connection_pool=True)
+            await close(supervisor.redis)
 
     return Starlette(
         routes=[

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.routing import WebSocketRoute
 
-from collab_core.service import REDIS_ERRORS, connect
+from collab_core.service import REDIS_ERRORS, close, connect
 from collab_gateway import api, web
 from collab_gateway.endpoint import collaborate
 from collab_gateway.gateway import Gateway
@@ -29,7 +29,7 @@ def create_app(settings: GatewaySettings, redis: Redis | None = None) -> FastAPI
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await gateway.redis.aclose(close_connection_pool=True)
+            await close(gateway.redis)
 
     app = FastAPI(
         title="collab gateway",

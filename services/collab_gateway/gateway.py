@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from collab_core import keys, protocol, tracing
+from collab_core import fanout, keys, protocol, tracing
 from collab_core.auth import Claims, TokenCodec
 from collab_core.errors import CloseCode, ErrorCode, ProtocolError
 from collab_core.ingress import PresenceUpdate, Submission
@@ -82,6 +82,7 @@ class Gateway:
             ),
         )
         self.supervisor = Supervisor(redis, self._work, name="gateway", on_lost=self._lost)
+        self._host_ttl = fanout.host_ttl(settings.load_report_seconds)
         self.draining = False
         self.per_user: dict[str, int] = {}
         self.seen_versions: dict[str, int] = {}
@@ -147,6 +148,11 @@ class Gateway:
             pipe.set(keys.gateway_load(self.id), _encode(report), ex=ttl)
             pipe.zadd(keys.GATEWAYS, {self.id: now})
             pipe.expire(keys.inbox(self.id), 300)
+            # Renew this gateway's place among each hosted document's gateways.
+            expiry = now + self._host_ttl
+            for doc, room in list(self.registry.rooms.items()):
+                if room.hosted:
+                    pipe.zadd(keys.hosts(doc), {self.id: expiry})
             await pipe.execute()
 
     def close_all(self, code: ErrorCode, message: str, close: int) -> None:
@@ -210,6 +216,11 @@ class Gateway:
     async def welcome(self, doc: str, member: Member, claims: Claims, since: int | None) -> Room:
         """Join ``member`` to its room and queue its ``welcome``; raise :class:`Refused`."""
         room = self.registry.join(doc, member)
+        if not room.hosted:
+            # Before the head is read: a commit after this is notified to this gateway,
+            # one before it is in what the welcome reads (collab_core.fanout).
+            await self.redis.zadd(keys.hosts(doc), {self.id: time.time() + self._host_ttl})
+            room.hosted = True
         head = await self.store.head(doc)
         seen = max(room.seen_version, self.seen_versions.get(doc, 0))
         if head.version < seen:
@@ -258,7 +269,7 @@ class Gateway:
             room.version = head.version
             last: Any = await self.redis.xrevrange(keys.presence(doc), count=1)
             room.presence_cursor = last[0][0] if last else "0-0"
-            await self.reader.wake()
+            await self.reader.wake(doc)
         elif room.version > head.version:
             # The room read further than this welcome: fetch what lies between.
             missing = await self.store.entries(doc, head.version, room.version)

@@ -1,10 +1,15 @@
-"""The gateway's one blocking read: every hosted room's log and presence streams, plus
-this gateway's inbox, in a single XREAD.
+"""The gateway's reads: its inbox, blocking, and the streams of the rooms it was told about.
 
-One read serves all rooms, so the cost per wake-up does not grow with connections. A
-room that joins while the read is blocked would wait for the next wake-up; the gateway
-writes a ``wake`` entry to its own inbox so the read returns at once and the next one
-includes the new room.
+A gateway blocks on one stream only, its inbox. Edit-transform and presence write a
+``doc`` notification there after appending to a document that this gateway hosts
+(collab_core.fanout); the reader then reads those rooms' log and presence streams, one
+single-slot XREAD per room, all in one pipeline (with a Redis Cluster, one round trip per
+node that owns some of them). Replies to this gateway's sessions (duplicate acks,
+errors) arrive in the inbox too. Every few seconds all rooms are read whatever the
+notifications said, which bounds the delay of a lost one.
+
+A room that opens marks itself to be read and writes a ``wake`` entry, so a blocked read
+returns at once.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from collab_core import keys, protocol, tracing
+from collab_core import fanout, keys, protocol, tracing
 from collab_core.errors import ErrorCode, ProtocolError
 from collab_core.ingress import Reply
 from collab_core.store import LogEntry
@@ -25,7 +30,7 @@ from collab_gateway.rooms import Registry, Room
 
 log = logging.getLogger("collab.gateway")
 
-INBOX_MAXLEN = 10_000
+INBOX_MAXLEN = fanout.INBOX_MAXLEN
 #: Entries read per stream and call; a room further behind catches up over several calls.
 READ_COUNT = 500
 #: Span names hold no document id.
@@ -33,13 +38,24 @@ _LOG_TEMPLATE = keys.log("*")
 
 
 class Reader:
-    def __init__(self, redis: Redis, registry: Registry, gateway_id: str, block_ms: int = 5000):
+    def __init__(
+        self,
+        redis: Redis,
+        registry: Registry,
+        gateway_id: str,
+        block_ms: int = 5000,
+        sweep_seconds: float = 5.0,
+    ):
         self.redis = redis
         self.registry = registry
         self.inbox = keys.inbox(gateway_id)
         self.inbox_cursor: bytes | str = "0-0"
         self.block_ms = block_ms
+        self.sweep_seconds = sweep_seconds
         self._waiters: dict[str, asyncio.Future[Reply]] = {}
+        #: Rooms to read on the next round.
+        self._due: set[str] = set()
+        self._next_sweep = 0.0
 
     def expect(self, session: str) -> asyncio.Future[Reply]:
         """A future for the next reply to ``session`` (an HTTP request waiting on a commit)."""
@@ -50,7 +66,10 @@ class Reader:
     def forget(self, session: str) -> None:
         self._waiters.pop(session, None)
 
-    async def wake(self) -> None:
+    async def wake(self, doc: str | None = None) -> None:
+        """Read ``doc``'s room on the next round, and end a blocked read now."""
+        if doc is not None:
+            self._due.add(doc)
         await self.redis.xadd(self.inbox, {"kind": "wake"}, maxlen=INBOX_MAXLEN, approximate=True)
 
     async def run(self) -> None:
@@ -58,51 +77,78 @@ class Reader:
             await self.read_once()
 
     async def read_once(self) -> None:
-        streams: dict[Any, Any] = {self.inbox: self.inbox_cursor}
-        for doc, room in self.registry.rooms.items():
-            if room.version is None:
-                continue
-            # Entry ids are <v+1>-0: reading after <version>-0 starts at ``version``.
-            streams[keys.log(doc)] = f"{room.version}-0"
-            streams[keys.presence(doc)] = room.presence_cursor
-        response: Any = await self.redis.xread(streams, count=READ_COUNT, block=self.block_ms)
-        if not response:
-            return
-        received = time.time()
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._due.update(self.registry.rooms)
+            self._next_sweep = now + self.sweep_seconds
+        # Block only when no room waits to be read.
+        block = None if self._due else self.block_ms
+        response: Any = await self.redis.xread(
+            {self.inbox: self.inbox_cursor}, count=READ_COUNT, block=block
+        )
         replies: list[Reply] = []
-        for raw_stream, entries in response:
-            stream = raw_stream.decode()
-            if stream == self.inbox:
-                self.inbox_cursor = entries[-1][0]
-                replies.extend(
-                    Reply.from_stream(fields)
-                    for _, fields in entries
-                    if fields.get(b"kind") != b"wake"
-                )
-                continue
-            doc, kind = _parse(stream)
-            found_room = self.registry.rooms.get(doc)
-            if found_room is None:
-                continue
-            room = found_room
-            if kind == "log":
-                log_entries = [
-                    LogEntry.from_stream(entry_id, fields) for entry_id, fields in entries
-                ]
-                if tracing.enabled:
-                    _deliver_traced(room, stream, log_entries)
-                else:
-                    room.deliver(log_entries)
-                for entry in log_entries:
-                    metrics.COMMIT_TO_SEND_SECONDS.observe(max(0.0, received - entry.ts))
-            else:
-                room.presence_cursor = entries[-1][0]
-                for _, fields in entries:
-                    session = fields[b"session"].decode()
-                    room.broadcast_presence(session, fields[b"msg"].decode())
+        for _, entries in response or []:
+            self.inbox_cursor = entries[-1][0]
+            for _, fields in entries:
+                kind = fields.get(b"kind")
+                if kind == fanout.DOC:
+                    self._due.add(fields[b"doc"].decode())
+                elif kind != b"wake":
+                    reply = Reply.from_stream(fields)
+                    replies.append(reply)
+                    found = self.registry.sessions.get(reply.session)
+                    if found is not None:
+                        self._due.add(found[0].doc)
+        if self._due:
+            await self._read_rooms()
         # Log entries first: a duplicate ack must not overtake the op it acknowledges.
         for reply in replies:
             self._reply(reply)
+
+    async def _read_rooms(self) -> None:
+        rooms: list[Room] = []
+        for doc in self._due:
+            room = self.registry.rooms.get(doc)
+            # A room still loading its welcome wakes the reader once it has a version.
+            if room is not None and room.version is not None:
+                rooms.append(room)
+        self._due.clear()
+        if not rooms:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room in rooms:
+                # Entry ids are <v+1>-0: reading after <version>-0 starts at ``version``.
+                # Both streams carry the document's hash tag: one slot, one XREAD.
+                pipe.xread(
+                    {
+                        keys.log(room.doc): f"{room.version}-0",
+                        keys.presence(room.doc): room.presence_cursor,
+                    },
+                    count=READ_COUNT,
+                )
+            responses = await pipe.execute()
+        received = time.time()
+        for room, response in zip(rooms, responses, strict=True):
+            if self.registry.rooms.get(room.doc) is not room:
+                continue  # closed while the read was in flight
+            for raw_stream, entries in response or []:
+                if len(entries) >= READ_COUNT:
+                    self._due.add(room.doc)  # more to read next round
+                if raw_stream.decode().endswith(":log"):
+                    log_entries = [
+                        LogEntry.from_stream(entry_id, fields) for entry_id, fields in entries
+                    ]
+                    if tracing.enabled:
+                        _deliver_traced(room, keys.log(room.doc), log_entries)
+                    else:
+                        room.deliver(log_entries)
+                    for entry in log_entries:
+                        metrics.COMMIT_TO_SEND_SECONDS.observe(max(0.0, received - entry.ts))
+                else:
+                    room.presence_cursor = entries[-1][0]
+                    for _, fields in entries:
+                        session = fields[b"session"].decode()
+                        room.broadcast_presence(session, fields[b"msg"].decode())
 
     def _reply(self, reply: Reply) -> None:
         waiter = self._waiters.pop(reply.session, None)
@@ -132,9 +178,3 @@ def _deliver_traced(room: Room, stream: str, entries: list[LogEntry]) -> None:
             template=_LOG_TEMPLATE,
         ):
             room.deliver((entry,))
-
-
-def _parse(stream: str) -> tuple[str, str]:
-    """``collab:{d:<id>}:log`` -> (``<id>``, ``log``)."""
-    tag_end = stream.index("}")
-    return stream[stream.index("{d:") + 3 : tag_end], stream[tag_end + 2 :]

@@ -112,6 +112,8 @@ class Room:
 
     def __init__(self, doc: str) -> None:
         self.doc = doc
+        #: This gateway is listed among the document's hosts (collab_core.fanout).
+        self.hosted = False
         self.members: dict[str, Member] = {}
         #: Next log version to read; None until the first welcome set it.
         self.version: int | None = None

@@ -16,9 +16,9 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from collab_core import keys
+from collab_core import fanout, keys
 from collab_core.ingress import PresenceUpdate
-from collab_core.service import BLOCK_MS, ensure_group, report_backlog
+from collab_core.service import BLOCK_MS, ensure_group, report_backlog, run_all
 from collab_presence import metrics
 from collab_presence.tracker import Action, DropParticipant, Publish, SaveParticipant, Tracker
 
@@ -54,35 +54,29 @@ class Worker:
         await ensure_group(self.redis, self.streams, keys.PRESENCE_GROUP)
         self.tracker = Tracker()
         await self._restore()
-        loops = [
-            asyncio.create_task(self._flush_loop(), name="presence-flush"),
-            asyncio.create_task(self._expire_loop(), name="presence-expire"),
-            asyncio.create_task(
-                report_backlog(
-                    self.redis,
-                    self.streams,
-                    keys.PRESENCE_GROUP,
-                    pending=metrics.STREAM_PENDING,
-                    lag=metrics.STREAM_LAG,
-                    oldest=metrics.STREAM_OLDEST_PENDING,
-                ),
-                name="presence-backlog",
+        for stream in self.streams:
+            await self._consume(stream, "0")
+        # The flush and expire loops end only on an error (Redis), and their changes to
+        # the tracker may not have reached Redis: everything ends then, so that the
+        # supervisor restarts and restores the roster. One blocking read per shard: the
+        # shards are in different slots of a Redis Cluster.
+        await run_all(
+            *(self._consume_forever(stream) for stream in self.streams),
+            self._flush_loop(),
+            self._expire_loop(),
+            report_backlog(
+                self.redis,
+                self.streams,
+                keys.PRESENCE_GROUP,
+                pending=metrics.STREAM_PENDING,
+                lag=metrics.STREAM_LAG,
+                oldest=metrics.STREAM_OLDEST_PENDING,
             ),
-        ]
-        try:
-            await self._consume("0")
-            while True:
-                for task in loops:
-                    if task.done():
-                        # The flush and expire loops end only on an error (Redis), and
-                        # their changes to the tracker may not have reached Redis: end
-                        # too, so that the supervisor restarts and restores the roster.
-                        task.result()
-                await self._consume(">")
-        finally:
-            for task in loops:
-                task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+        )
+
+    async def _consume_forever(self, stream: str) -> None:
+        while True:
+            await self._consume(stream, ">")
 
     async def _restore(self) -> None:
         now = time.time()
@@ -96,40 +90,39 @@ class Worker:
                 self.tracker.restore(doc, session.decode(), participant, gateway, now)
         metrics.PARTICIPANTS.set(len(self.tracker.sessions))
 
-    async def _consume(self, start: str) -> None:
+    async def _consume(self, stream: str, start: str) -> None:
+        cursor = start
         while True:
             response: Any = await self.redis.xreadgroup(
                 keys.PRESENCE_GROUP,
                 self.consumer,
-                dict.fromkeys(self.streams, start),
+                {stream: cursor},
                 count=500,
                 block=self.block_ms if start == ">" else None,
             )
+            entries = response[0][1] if response else []
             actions: list[Action] = []
-            done: list[tuple[str, bytes]] = []
             now = time.time()
-            for stream, entries in response or []:
-                name = stream.decode() if isinstance(stream, bytes) else stream
-                for entry_id, fields in entries:
-                    done.append((name, entry_id))
-                    if not fields:
-                        continue
-                    try:
-                        update = PresenceUpdate.from_stream(fields)
-                    except (KeyError, ValueError) as exc:
-                        log.error("malformed presence entry %s: %s", entry_id, exc)
-                        continue
-                    metrics.UPDATES.labels(update.kind).inc()
-                    actions.extend(self.tracker.apply(update, now))
+            for entry_id, fields in entries:
+                if not fields:
+                    continue
+                try:
+                    update = PresenceUpdate.from_stream(fields)
+                except (KeyError, ValueError) as exc:
+                    log.error("malformed presence entry %s: %s", entry_id, exc)
+                    continue
+                metrics.UPDATES.labels(update.kind).inc()
+                actions.extend(self.tracker.apply(update, now))
             await self._carry_out(actions)
-            if done:
+            if entries:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for name, entry_id in done:
-                        pipe.xack(name, keys.PRESENCE_GROUP, entry_id)
-                        pipe.xdel(name, entry_id)
+                    for entry_id, _ in entries:
+                        pipe.xack(stream, keys.PRESENCE_GROUP, entry_id)
+                        pipe.xdel(stream, entry_id)
                     await pipe.execute()
-            if start == ">" or not done:
+            if start == ">" or not entries:
                 return
+            cursor = entries[-1][0]
 
     async def _flush_loop(self) -> None:
         while True:
@@ -154,9 +147,11 @@ class Worker:
     async def _carry_out(self, actions: Iterable[Action]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         count = 0
+        published: set[str] = set()
         for action in actions:
             count += 1
             if isinstance(action, Publish):
+                published.add(action.doc)
                 pipe.xadd(
                     keys.presence(action.doc),
                     {"session": action.session, "msg": action.frame},
@@ -172,4 +167,6 @@ class Worker:
                     pipe.srem(ROSTERS, action.doc)
         if count:
             await pipe.execute()
+        if published:
+            await fanout.notify(self.redis, await fanout.live_hosts(self.redis, published))
         metrics.PARTICIPANTS.set(len(self.tracker.sessions))

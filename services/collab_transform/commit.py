@@ -10,6 +10,7 @@ of defence: XADD refuses an id that is not above the stream's last one. With Red
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -18,9 +19,10 @@ from redis.asyncio import Redis
 from collab_core import keys, ot
 from collab_core.store import DocumentStore, LogEntry
 
-# KEYS: head, log, snapshot key (for the new version), snapshot index, op id index.
-# ARGV: expected head version, new length, snapshot text ('' for none), op id index
-# field, then the log entry's field/value pairs.
+# KEYS: head, log, snapshot key (for the new version), snapshot index, op id index,
+# hosting gateways. ARGV: expected head version, new length, snapshot text ('' for none),
+# op id index field, the time now, then the log entry's field/value pairs.
+# Returns {committed (0/1), head before, gateways hosting the document (when committed)}.
 _COMMIT = """
 local head = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 local expected = tonumber(ARGV[1])
@@ -28,7 +30,7 @@ if head ~= expected then
   return {0, head}
 end
 local fields = {}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[2], (head + 1) .. '-0', unpack(fields))
 redis.call('HSET', KEYS[1], 'version', head + 1, 'length', ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[4], head)
@@ -36,7 +38,8 @@ if ARGV[3] ~= '' then
   redis.call('SET', KEYS[3], ARGV[3])
   redis.call('ZADD', KEYS[4], head + 1, head + 1)
 end
-return {1, head}
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. ARGV[5])
+return {1, head, redis.call('ZRANGE', KEYS[6], 0, -1)}
 """
 
 
@@ -144,27 +147,36 @@ class Committer:
 
     async def append(
         self, document_id: str, view: DocumentView, entry: LogEntry, text: str
-    ) -> bool:
-        """Commit ``entry`` at ``view.version``. False if the head moved (refresh, retry)."""
+    ) -> list[bytes] | None:
+        """Commit ``entry`` at ``view.version``: the gateways hosting the document, to be
+        notified (collab_core.fanout), or None if the head moved (refresh, retry)."""
         assert entry.v == view.version
         new_version = view.version + 1
         snapshot = text if new_version % self.snapshot_every == 0 else ""
         id_field = keys.op_id_field(entry.author, entry.client, entry.id)
-        args: list[bytes | str | int | float] = [view.version, len(text), snapshot, id_field]
+        args: list[bytes | str | int | float] = [
+            view.version,
+            len(text),
+            snapshot,
+            id_field,
+            time.time(),
+        ]
         for name, value in entry.stream_fields().items():
             args.append(name)
             args.append(value)
-        ok, _head = await self._script(
+        ok, _head, *rest = await self._script(
             keys=[
                 keys.head(document_id),
                 keys.log(document_id),
                 keys.snapshot(document_id, new_version),
                 keys.snapshots(document_id),
                 keys.op_ids(document_id),
+                keys.hosts(document_id),
             ],
             args=args,
         )
         if not ok:
-            return False
+            return None
+        hosts = rest[0] if rest else []
         view.advance(entry, text, self.keep_recent)
-        return True
+        return list(hosts)

@@ -20,10 +20,10 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from collab_core import keys, tracing
+from collab_core import fanout, keys, tracing
 from collab_core.errors import ErrorCode
 from collab_core.ingress import Reply, Submission
-from collab_core.service import BLOCK_MS, REDIS_ERRORS, ensure_group, report_backlog
+from collab_core.service import BLOCK_MS, REDIS_ERRORS, ensure_group, report_backlog, run_all
 from collab_core.store import LogEntry
 from collab_transform import metrics
 from collab_transform.commit import Committer
@@ -131,61 +131,56 @@ class Worker:
         self.ready = True
         # After a restart, entries delivered to this consumer name but never acknowledged
         # are re-read with id 0 (Redis streams: "recovering from permanent failures").
-        await self._consume("0")
-        loops = [
-            asyncio.create_task(self._claim_loop(), name="transform-claim"),
-            asyncio.create_task(
-                report_backlog(
-                    self.redis,
-                    self.streams,
-                    keys.TRANSFORM_GROUP,
-                    pending=metrics.STREAM_PENDING,
-                    lag=metrics.STREAM_LAG,
-                    oldest=metrics.STREAM_OLDEST_PENDING,
-                ),
-                name="transform-backlog",
+        for stream in self.streams:
+            await self._consume(stream, "0")
+        # One blocking read per shard: the shards are in different slots of a Redis
+        # Cluster, which refuses a read across slots.
+        await run_all(
+            *(self._consume_forever(stream) for stream in self.streams),
+            self._claim_loop(),
+            report_backlog(
+                self.redis,
+                self.streams,
+                keys.TRANSFORM_GROUP,
+                pending=metrics.STREAM_PENDING,
+                lag=metrics.STREAM_LAG,
+                oldest=metrics.STREAM_OLDEST_PENDING,
             ),
-        ]
-        try:
-            while True:
-                await self._consume(">")
-        finally:
-            for task in loops:
-                task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+        )
 
-    async def _consume(self, start: str) -> None:
-        """Handle one batch of new entries (``>``), or with ``0`` every entry this consumer
-        was given before and never finished: after a restart, including an entry whose
-        processing ended the previous run (dead-lettered once delivered too often)."""
+    async def _consume_forever(self, stream: str) -> None:
+        while True:
+            await self._consume(stream, ">")
+
+    async def _consume(self, stream: str, start: str) -> None:
+        """Handle one batch of new entries of ``stream`` (``>``), or with ``0`` every entry
+        this consumer was given before and never finished: after a restart, including an
+        entry whose processing ended the previous run (dead-lettered once delivered too
+        often)."""
         recovering = start != ">"
-        cursors = dict.fromkeys(self.streams, start)
-        while cursors:
+        cursor = start
+        while True:
             response: Any = await self.redis.xreadgroup(
                 keys.TRANSFORM_GROUP,
                 self.consumer,
-                cursors,  # type: ignore[arg-type]
+                {stream: cursor},
                 count=self.batch,
                 block=None if recovering else self.block_ms,
             )
+            entries = response[0][1] if response else []
             if not recovering:
-                for stream, entries in response or []:
-                    for entry_id, fields in entries:
-                        await self._dispatch(_name(stream), entry_id, fields)
-                return
-            read = {_name(stream): entries for stream, entries in response or []}
-            for stream in list(cursors):
-                entries = read.get(stream)
-                if not entries:
-                    del cursors[stream]
-                    continue
                 for entry_id, fields in entries:
-                    if fields and await self._deliveries(stream, entry_id) > MAX_DELIVERIES:
-                        await self._dead_letter(stream, entry_id, fields)
-                    else:
-                        await self._dispatch(stream, entry_id, fields)
-                # Read past these even if one stays pending (its processing failed).
-                cursors[stream] = _name(entries[-1][0])
+                    await self._dispatch(stream, entry_id, fields)
+                return
+            if not entries:
+                return
+            for entry_id, fields in entries:
+                if fields and await self._deliveries(stream, entry_id) > MAX_DELIVERIES:
+                    await self._dead_letter(stream, entry_id, fields)
+                else:
+                    await self._dispatch(stream, entry_id, fields)
+            # Read past these even if one stays pending (its processing failed).
+            cursor = _name(entries[-1][0])
 
     async def _dispatch(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         if not fields:  # an entry trimmed away while pending
@@ -352,6 +347,9 @@ class Worker:
                 return
             if isinstance(decision, Duplicate):
                 metrics.DUPLICATES.inc()
+                # The first processing may have ended between its commit and its
+                # notifications: send them again.
+                await fanout.notify(self.redis, await fanout.live_hosts(self.redis, [sub.doc]))
                 await self._reply(sub, Reply("ack", sub.session, sub.id, v=decision.v))
                 return
             assert isinstance(decision, Commit)
@@ -372,10 +370,11 @@ class Worker:
                 if self.fault is not None:
                     self.fault.at("before_commit")
                 started = time.perf_counter()
-                appended = await committer.append(sub.doc, view, entry, decision.text)
-            if appended:
+                hosts = await committer.append(sub.doc, view, entry, decision.text)
+            if hosts is not None:
                 if self.fault is not None:
                     self.fault.at("after_commit")
+                await fanout.notify(self.redis, {sub.doc: hosts})
                 metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
                 metrics.COMMITTED.inc()
                 metrics.SUBMIT_TO_COMMIT_SECONDS.observe(max(0.0, entry.ts - sub.ts))
