@@ -18,6 +18,8 @@ def main() -> None:
         redis,
         consumer=settings.consumer,
         shards=settings.ingress_shards,
+        partition=settings.partition,
+        partitions=settings.partitions,
         flush_ms=settings.flush_ms,
         expire_check_seconds=settings.expire_check_seconds,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from collab_core.settings import ServiceSettings
@@ -17,3 +17,19 @@ class PresenceSettings(ServiceSettings):
     expire_check_seconds: float = Field(
         5.0, gt=0, description="How often sessions of silent gateways are expired."
     )
+    partitions: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Presence replicas sharing the work: each owns the ingress shards n with "
+        "n % partitions == partition, so every document's roster lives in one replica.",
+    )
+    partition: int = Field(0, ge=0, description="This replica's partition, 0 to partitions - 1.")
+
+    @model_validator(mode="after")
+    def _partition_exists(self) -> PresenceSettings:
+        if self.partition >= self.partitions:
+            raise ValueError("partition must be below partitions")
+        if self.partitions > self.ingress_shards:
+            raise ValueError("partitions must not exceed ingress_shards (a partition needs one)")
+        return self

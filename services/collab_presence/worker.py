@@ -1,8 +1,11 @@
 """The presence consumer: presence ingress in, roster and per-document events out.
 
-Runs as one replica: the tracker holds every session in memory. The roster is also kept
-in Redis (``collab:{d:<id>}:roster``, listed in ``collab:rosters``) for welcome messages,
-the participants endpoint, and to restore the tracker after a restart.
+The tracker holds sessions in memory, so every update of one document must reach the same
+replica: replicas split the ingress shards between them (partition ``p`` of ``n`` owns the
+shards ``s`` with ``s % n == p``), and a document's updates all go to its one shard. The
+roster is also kept in Redis (``collab:{d:<id>}:roster``, listed in ``collab:rosters``)
+for welcome messages, the participants endpoint, and to restore the tracker after a
+restart.
 """
 
 from __future__ import annotations
@@ -38,13 +41,20 @@ class Worker:
         *,
         consumer: str,
         shards: int,
+        partition: int = 0,
+        partitions: int = 1,
         flush_ms: int = 40,
         expire_check_seconds: float = 5.0,
         block_ms: int = BLOCK_MS,
     ) -> None:
         self.redis = redis
         self.consumer = consumer
-        self.streams = [keys.presence_ingress(n) for n in range(shards)]
+        self.shards = shards
+        self.owned = [n for n in range(shards) if n % partitions == partition]
+        if not self.owned:
+            raise ValueError(f"partition {partition} of {partitions} owns none of {shards} shards")
+        self.partitions = partitions
+        self.streams = [keys.presence_ingress(n) for n in self.owned]
         self.flush_seconds = flush_ms / 1000
         self.expire_check_seconds = expire_check_seconds
         self.block_ms = block_ms
@@ -83,6 +93,8 @@ class Worker:
         docs: Any = await self.redis.smembers(ROSTERS)
         for raw_doc in docs:
             doc = raw_doc.decode()
+            if keys.shard_of(doc, self.shards) % self.partitions != self.owned[0] % self.partitions:
+                continue  # another partition's document
             roster: Any = await self.redis.hgetall(keys.roster(doc))
             for session, participant in roster.items():
                 data = _decode(participant)

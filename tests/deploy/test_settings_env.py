@@ -45,7 +45,16 @@ MANAGED = {
         "gateway_id",
     },
     "edit-transform": {"host", "port", "redis_url", "ingress_shards", "consumer", "fault"},
-    "presence": {"host", "port", "redis_url", "ingress_shards", "consumer"},
+    # The chart runs one presence pod: partitioning needs one pod identity per partition.
+    "presence": {
+        "host",
+        "port",
+        "redis_url",
+        "ingress_shards",
+        "consumer",
+        "partition",
+        "partitions",
+    },
 }
 VALUES_KEY = {"gateway": "gateway", "edit-transform": "transform", "presence": "presence"}
 OURS = re.compile(r"^(COLLAB_[A-Z0-9_]+|REDIS_URL)$")
