@@ -48,16 +48,22 @@ async def live_hosts(redis: Redis, docs: Iterable[str]) -> dict[str, list[str]]:
     return {doc: [g.decode() for g in gateways] for doc, gateways in zip(docs, found, strict=True)}
 
 
-async def notify(redis: Redis, hosts: Mapping[str, Iterable[str | bytes]]) -> None:
-    """Write a ``doc`` notification to the inbox of every gateway hosting each document."""
+async def notify(
+    redis: Redis, hosts: Mapping[str, Iterable[str | bytes]], visible: int | None = None
+) -> None:
+    """Write a ``doc`` notification to the inbox of every gateway hosting each document;
+    ``visible``: the document's ops below it may be read (None: only presence moved)."""
     async with redis.pipeline(transaction=False) as pipe:
         count = 0
         for doc, gateways in hosts.items():
+            fields: dict[str, str | bytes | int] = {"kind": DOC, "doc": doc}
+            if visible is not None:
+                fields["v"] = visible
             for gateway in gateways:
                 name = gateway.decode() if isinstance(gateway, bytes) else gateway
                 pipe.xadd(
                     keys.inbox(name),
-                    {"kind": DOC, "doc": doc},
+                    fields,  # type: ignore[arg-type]
                     maxlen=INBOX_MAXLEN,
                     approximate=True,
                 )

@@ -93,9 +93,16 @@ class DocumentStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
-    async def head(self, document_id: str) -> Head:
-        raw: Sequence[Any] = await self.redis.hmget(keys.head(document_id), "version", "length")
-        version, length = raw
+    async def head(self, document_id: str, *, committed: bool = False) -> Head:
+        """The version readers may see: every op below it is as durable as the deployment
+        asks (with edit-transform's ``wait_replicas``, on that many replicas). With
+        ``committed``, the version of the last commit, which only edit-transform needs."""
+        raw: Sequence[Any] = await self.redis.hmget(
+            keys.head(document_id), "version", "visible", "length"
+        )
+        version, visible, length = raw
+        if visible is not None and not committed:
+            return Head(int(visible), 0)
         return Head(int(version or 0), int(length or 0))
 
     async def entries(
@@ -129,9 +136,9 @@ class DocumentStore:
             text = ot.apply(text, entry.op)
         return text
 
-    async def current(self, document_id: str) -> tuple[int, str]:
+    async def current(self, document_id: str, *, committed: bool = False) -> tuple[int, str]:
         """The head version and the text at it, consistent with each other."""
-        head = await self.head(document_id)
+        head = await self.head(document_id, committed=committed)
         return head.version, await self.text_at(document_id, head.version)
 
 

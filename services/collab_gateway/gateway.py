@@ -267,6 +267,7 @@ class Gateway:
         missing: list[LogEntry] = []
         if room.version is None:
             room.version = head.version
+            room.readable = max(room.readable, head.version)
             last: Any = await self.redis.xrevrange(keys.presence(doc), count=1)
             room.presence_cursor = last[0][0] if last else "0-0"
             await self.reader.wake(doc)

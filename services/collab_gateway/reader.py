@@ -79,8 +79,8 @@ class Reader:
     async def read_once(self) -> None:
         now = time.monotonic()
         if now >= self._next_sweep:
-            self._due.update(self.registry.rooms)
             self._next_sweep = now + self.sweep_seconds
+            await self._sweep()
         # Block only when no room waits to be read.
         block = None if self._due else self.block_ms
         response: Any = await self.redis.xread(
@@ -92,7 +92,12 @@ class Reader:
             for _, fields in entries:
                 kind = fields.get(b"kind")
                 if kind == fanout.DOC:
-                    self._due.add(fields[b"doc"].decode())
+                    doc = fields[b"doc"].decode()
+                    self._due.add(doc)
+                    visible = fields.get(b"v")
+                    room = self.registry.rooms.get(doc)
+                    if visible is not None and room is not None:
+                        room.readable = max(room.readable, int(visible))
                 elif kind != b"wake":
                     reply = Reply.from_stream(fields)
                     replies.append(reply)
@@ -105,6 +110,20 @@ class Reader:
         for reply in replies:
             self._reply(reply)
 
+    async def _sweep(self) -> None:
+        """Learn every room's visible version from Redis, in case a notification was lost."""
+        rooms = [room for room in self.registry.rooms.values() if room.version is not None]
+        if not rooms:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room in rooms:
+                pipe.hmget(keys.head(room.doc), "visible", "version")
+            heads = await pipe.execute()
+        for room, (visible, version) in zip(rooms, heads, strict=True):
+            found = visible if visible is not None else version
+            room.readable = max(room.readable, int(found or 0))
+            self._due.add(room.doc)
+
     async def _read_rooms(self) -> None:
         rooms: list[Room] = []
         for doc in self._due:
@@ -115,40 +134,46 @@ class Reader:
         self._due.clear()
         if not rooms:
             return
+        reads_log: list[bool] = []
         async with self.redis.pipeline(transaction=False) as pipe:
             for room in rooms:
-                # Entry ids are <v+1>-0: reading after <version>-0 starts at ``version``.
-                # Both streams carry the document's hash tag: one slot, one XREAD.
-                pipe.xread(
-                    {
-                        keys.log(room.doc): f"{room.version}-0",
-                        keys.presence(room.doc): room.presence_cursor,
-                    },
-                    count=READ_COUNT,
-                )
-            responses = await pipe.execute()
+                assert room.version is not None
+                if room.readable > room.version:
+                    # Entry ids are <v+1>-0: versions version .. readable - 1.
+                    pipe.xrange(
+                        keys.log(room.doc),
+                        keys.log_entry_id(room.version),
+                        keys.log_entry_id(room.readable - 1),
+                        count=READ_COUNT,
+                    )
+                reads_log.append(room.readable > room.version)
+                pipe.xread({keys.presence(room.doc): room.presence_cursor}, count=READ_COUNT)
+            responses = iter(await pipe.execute())
         received = time.time()
-        for room, response in zip(rooms, responses, strict=True):
+        for room, has_log in zip(rooms, reads_log, strict=True):
+            entries = next(responses) if has_log else []
+            presence = next(responses)
             if self.registry.rooms.get(room.doc) is not room:
                 continue  # closed while the read was in flight
-            for raw_stream, entries in response or []:
+            if entries:
+                log_entries = [
+                    LogEntry.from_stream(entry_id, fields) for entry_id, fields in entries
+                ]
+                if tracing.enabled:
+                    _deliver_traced(room, keys.log(room.doc), log_entries)
+                else:
+                    room.deliver(log_entries)
+                for entry in log_entries:
+                    metrics.COMMIT_TO_SEND_SECONDS.observe(max(0.0, received - entry.ts))
                 if len(entries) >= READ_COUNT:
                     self._due.add(room.doc)  # more to read next round
-                if raw_stream.decode().endswith(":log"):
-                    log_entries = [
-                        LogEntry.from_stream(entry_id, fields) for entry_id, fields in entries
-                    ]
-                    if tracing.enabled:
-                        _deliver_traced(room, keys.log(room.doc), log_entries)
-                    else:
-                        room.deliver(log_entries)
-                    for entry in log_entries:
-                        metrics.COMMIT_TO_SEND_SECONDS.observe(max(0.0, received - entry.ts))
-                else:
-                    room.presence_cursor = entries[-1][0]
-                    for _, fields in entries:
-                        session = fields[b"session"].decode()
-                        room.broadcast_presence(session, fields[b"msg"].decode())
+            for _, presence_entries in presence or []:
+                room.presence_cursor = presence_entries[-1][0]
+                for _, fields in presence_entries:
+                    session = fields[b"session"].decode()
+                    room.broadcast_presence(session, fields[b"msg"].decode())
+                if len(presence_entries) >= READ_COUNT:
+                    self._due.add(room.doc)
 
     def _reply(self, reply: Reply) -> None:
         waiter = self._waiters.pop(reply.session, None)

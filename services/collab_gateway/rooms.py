@@ -117,6 +117,8 @@ class Room:
         self.members: dict[str, Member] = {}
         #: Next log version to read; None until the first welcome set it.
         self.version: int | None = None
+        #: Ops below this version may be read (made visible by edit-transform).
+        self.readable = 0
         #: Last presence stream id read.
         self.presence_cursor: bytes | str = "0-0"
         #: Highest version delivered here; a store that answers lower has lost data.

@@ -23,6 +23,8 @@ def main() -> None:
         batch=settings.batch,
         claim_idle_ms=settings.claim_idle_ms,
         fault=FaultHook.parse(settings.fault) if settings.fault else None,
+        wait_replicas=settings.wait_replicas,
+        wait_timeout_ms=settings.wait_timeout_ms,
     )
     supervisor = Supervisor(
         redis, worker.run, name="edit-transform", on_restart=worker.committer.clear

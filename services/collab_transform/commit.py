@@ -13,15 +13,18 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from collab_core import keys, ot
 from collab_core.store import DocumentStore, LogEntry
 
 # KEYS: head, log, snapshot key (for the new version), snapshot index, op id index,
 # hosting gateways. ARGV: expected head version, new length, snapshot text ('' for none),
-# op id index field, the time now, then the log entry's field/value pairs.
+# op id index field, the time now, '1' if the op is visible at once ('0': once
+# replicated, see Committer.publish), then the log entry's field/value pairs.
 # Returns {committed (0/1), head before, gateways hosting the document (when committed)}.
 _COMMIT = """
 local head = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
@@ -30,9 +33,14 @@ if head ~= expected then
   return {0, head}
 end
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[2], (head + 1) .. '-0', unpack(fields))
 redis.call('HSET', KEYS[1], 'version', head + 1, 'length', ARGV[2])
+if ARGV[6] == '1' then
+  redis.call('HSET', KEYS[1], 'visible', head + 1)
+else
+  redis.call('HSETNX', KEYS[1], 'visible', head)
+end
 redis.call('HSET', KEYS[5], ARGV[4], head)
 if ARGV[3] ~= '' then
   redis.call('SET', KEYS[3], ARGV[3])
@@ -40,6 +48,18 @@ if ARGV[3] ~= '' then
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. ARGV[5])
 return {1, head, redis.call('ZRANGE', KEYS[6], 0, -1)}
+"""
+
+
+# KEYS: head. ARGV: a version. Raises the visible version to it, never lowers it (replicas
+# finish their waits in any order).
+_RAISE_VISIBLE = """
+local visible = tonumber(redis.call('HGET', KEYS[1], 'visible') or '0')
+if tonumber(ARGV[1]) > visible then
+  redis.call('HSET', KEYS[1], 'visible', ARGV[1])
+  return tonumber(ARGV[1])
+end
+return visible
 """
 
 
@@ -78,8 +98,13 @@ class Committer:
         snapshot_every: int = 100,
         keep_recent: int = 1000,
         max_cached_documents: int = 1000,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         self.redis = redis
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self._raise_visible = redis.register_script(_RAISE_VISIBLE)
         self.store = DocumentStore(redis)
         self.snapshot_every = snapshot_every
         self.keep_recent = keep_recent
@@ -91,7 +116,7 @@ class Committer:
         """The cached view of a document, loaded from Redis on first use."""
         view = self._views.pop(document_id, None)
         if view is None:
-            version, text = await self.store.current(document_id)
+            version, text = await self.store.current(document_id, committed=True)
             view = DocumentView(version, text)
             if len(self._views) >= self.max_cached_documents:
                 # dicts keep insertion order and every use re-inserts: the first is the LRU.
@@ -160,6 +185,7 @@ class Committer:
             snapshot,
             id_field,
             time.time(),
+            "0" if self.wait_replicas else "1",
         ]
         for name, value in entry.stream_fields().items():
             args.append(name)
@@ -180,3 +206,28 @@ class Committer:
         hosts = rest[0] if rest else []
         view.advance(entry, text, self.keep_recent)
         return list(hosts)
+
+    async def publish(self, document_id: str, version: int) -> int:
+        """Make the ops below ``version`` visible to readers once ``wait_replicas``
+        replicas have them; return how many confirmed (all of them without waiting).
+
+        WAIT counts the replicas that have every write made so far *on the connection it
+        is sent on*, so it follows a write of ours on the same connection: one pipeline,
+        sent to the node that owns the document (Redis Cluster routes the keyless WAIT by
+        ``target_nodes``). That write comes after the commit in the node's replication
+        stream, so confirming it confirms the commit. After the timeout the ops become
+        visible anyway, unconfirmed (counted by the caller): the failover window narrows,
+        it does not close (docs/reliability.md).
+        """
+        confirmed = self.wait_replicas
+        if self.wait_replicas:
+            head = keys.head(document_id)
+            route: dict[str, Any] = {}
+            if isinstance(self.redis, RedisCluster):
+                route["target_nodes"] = self.redis.get_node_from_key(head)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(head, "waits", 1)
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms, **route)
+                _, confirmed = await pipe.execute()
+        await self._raise_visible(keys=[keys.head(document_id)], args=[version])
+        return int(confirmed)

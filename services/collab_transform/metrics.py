@@ -24,6 +24,10 @@ FAILED = Counter(
     "collab_transform_failed_total",
     "Submissions whose processing raised; the entry stays pending and is retried.",
 )
+UNREPLICATED = Counter(
+    "collab_transform_unreplicated_total",
+    "Commits made visible without the replicas asked for (WAIT timed out).",
+)
 DEAD_LETTERED = Counter(
     "collab_transform_dead_lettered_total",
     "Ingress entries set aside in the dead-letter stream after too many deliveries.",

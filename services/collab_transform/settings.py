@@ -32,6 +32,17 @@ class TransformSettings(ServiceSettings):
     claim_idle_ms: int = Field(
         10_000, ge=100, description="Take over another consumer's entry after it idled this long."
     )
+    wait_replicas: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Replicas that must have a commit (Redis WAIT) before anyone sees or is "
+        "acknowledged for it; 0: as soon as the primary has it. For Redis with replicas and "
+        "failover (Cluster, Sentinel).",
+    )
+    wait_timeout_ms: int = Field(
+        1000, ge=1, le=60_000, description="Longest wait for those replicas; then visible anyway."
+    )
     fault: str | None = Field(
         None,
         pattern=r"^((crash|stop)_(after_read|before_commit|after_commit|before_ack)"

@@ -111,6 +111,8 @@ class Worker:
         block_ms: int = BLOCK_MS,
         claim_idle_ms: int = 10_000,
         fault: FaultHook | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         self.redis = redis
         self.consumer = consumer
@@ -120,7 +122,12 @@ class Worker:
         self.batch = batch
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
-        self.committer = Committer(redis, snapshot_every=snapshot_every)
+        self.committer = Committer(
+            redis,
+            snapshot_every=snapshot_every,
+            wait_replicas=wait_replicas,
+            wait_timeout_ms=wait_timeout_ms,
+        )
         self.ready = False
         self.fault = fault
         self._processing = asyncio.Lock()
@@ -271,6 +278,20 @@ class Worker:
             pipe.xdel(stream, entry_id)
             await pipe.execute()
 
+    async def _publish(self, doc: str, version: int) -> int:
+        """Make the ops below ``version`` visible (once replicated, if asked to)."""
+        confirmed = await self.committer.publish(doc, version)
+        if confirmed < self.committer.wait_replicas:
+            metrics.UNREPLICATED.inc()
+            log.warning(
+                "%d of %d replicas confirmed version %d of %s in time; visible anyway",
+                confirmed,
+                self.committer.wait_replicas,
+                version,
+                doc,
+            )
+        return version
+
     async def _reply(self, sub: Submission, reply: Reply) -> None:
         await self.redis.xadd(
             keys.inbox(sub.gateway),
@@ -347,9 +368,11 @@ class Worker:
                 return
             if isinstance(decision, Duplicate):
                 metrics.DUPLICATES.inc()
-                # The first processing may have ended between its commit and its
-                # notifications: send them again.
-                await fanout.notify(self.redis, await fanout.live_hosts(self.redis, [sub.doc]))
+                # The first processing may have ended between its commit and making it
+                # visible, or before its notifications: do both again.
+                visible = await self._publish(sub.doc, decision.v + 1)
+                live = await fanout.live_hosts(self.redis, [sub.doc])
+                await fanout.notify(self.redis, live, visible)
                 await self._reply(sub, Reply("ack", sub.session, sub.id, v=decision.v))
                 return
             assert isinstance(decision, Commit)
@@ -374,7 +397,14 @@ class Worker:
             if hosts is not None:
                 if self.fault is not None:
                     self.fault.at("after_commit")
-                await fanout.notify(self.redis, {sub.doc: hosts})
+                visible = await self._publish(sub.doc, entry.v + 1)
+                if self.committer.wait_replicas:
+                    # A gateway that joined while we waited is not in the commit's list.
+                    await fanout.notify(
+                        self.redis, await fanout.live_hosts(self.redis, [sub.doc]), visible
+                    )
+                else:
+                    await fanout.notify(self.redis, {sub.doc: hosts}, visible)
                 metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
                 metrics.COMMITTED.inc()
                 metrics.SUBMIT_TO_COMMIT_SECONDS.observe(max(0.0, entry.ts - sub.ts))
