@@ -63,7 +63,23 @@ def _cmd_service(args: argparse.Namespace) -> int:
 def _cmd_up(args: argparse.Namespace) -> int:
     from collab_cli import up
 
-    return up.run(port=args.port, data_dir=Path(args.data_dir), appendfsync=args.appendfsync)
+    return up.run(
+        port=args.port,
+        data_dir=Path(args.data_dir),
+        appendfsync=args.appendfsync,
+        redis_cluster=args.redis_cluster,
+    )
+
+
+def _cluster_masters(text: str) -> int:
+    """``--redis-cluster N``: Redis Cluster refuses to form with fewer than 3 masters."""
+    try:
+        masters = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of masters: {text!r}") from None
+    if masters < 3:
+        raise argparse.ArgumentTypeError(f"a Redis Cluster needs at least 3 masters, not {masters}")
+    return masters
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["always", "everysec", "no"],
         default="always",
         help="Redis AOF fsync policy; 'always' (default) makes every ack durable",
+    )
+    up.add_argument(
+        "--redis-cluster",
+        type=_cluster_masters,
+        metavar="N",
+        help="instead of the single Redis, a local Redis Cluster of N >= 3 masters with a "
+        "replica each (data in <data-dir>/redis-cluster; overrides REDIS_URL); the services "
+        "get its redis+cluster:// URL",
     )
     up.set_defaults(run=_cmd_up)
 

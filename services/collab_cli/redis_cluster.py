@@ -65,7 +65,7 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
-def cluster_ports(count: int) -> list[int]:
+def _cluster_ports(count: int) -> list[int]:
     """``count`` free ports in ``NODE_PORTS`` whose bus ports are free too."""
     chosen: list[int] = []
     for port in random.sample(NODE_PORTS, len(NODE_PORTS)):
@@ -214,13 +214,13 @@ class RedisCluster:
         """The ports of the cluster kept in ``data_dir``, else new ones."""
         path = self.data_dir / "cluster.json"
         if not path.exists():
-            return cluster_ports(self.master_count * (1 + self.replicas_per_master))
+            return _cluster_ports(self.master_count * (1 + self.replicas_per_master))
         layout = json.loads(path.read_text())
         shape = (layout["masters"], layout["replicas"])
         if shape != (self.master_count, self.replicas_per_master):
             raise ValueError(
                 f"{self.data_dir} holds a cluster of {shape[0]} masters with {shape[1]} "
-                "replicas each; remove the folder to start a different one"
+                "replica(s) each; remove the folder to start a different one"
             )
         ports: list[int] = layout["ports"]
         return ports
@@ -238,8 +238,8 @@ class RedisCluster:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start every node, form the cluster unless the folder already holds one, and
-        return once every slot is served and every replica is in sync with its master.
-        On failure the nodes started are stopped again."""
+        return once every node is a healthy member (see :meth:`_member_problem`). On
+        failure the nodes started are stopped again."""
         self._save_layout()
         try:
             for node in self.nodes:
@@ -276,15 +276,28 @@ class RedisCluster:
 
     def _not_ready(self) -> str | None:
         for node in self.nodes:
-            info = self._cluster_info(node.port)
-            if info["cluster_known_nodes"] != str(len(self.nodes)):
-                return f"node {node.port} knows {info['cluster_known_nodes']} nodes"
-            problem = self._serving_problem(node.port, info)
+            problem = self._member_problem(node.port)
             if problem:
                 return problem
-            replication = self._call(node.port, "INFO", "replication")
-            if replication["role"] == "slave" and replication["master_link_status"] != "up":
-                return f"replica {node.port}: link to its master is {replication['master_link_status']}"
+        return None
+
+    def _member_problem(self, port: int) -> str | None:
+        """Why the node on ``port`` is not yet a healthy member, if it is not. A healthy
+        member sees every slot served; as a replica its link to its master is up; and
+        every running node knows it, as running, in the role it has. The last matters
+        right after ``--cluster create``: a node's replication is set up before every
+        other node has heard of it, and a client asking them would be misled."""
+        problem = self._serving_problem(port, self._cluster_info(port))
+        if problem:
+            return problem
+        replication = self._call(port, "INFO", "replication")
+        role = replication["role"]
+        if role == "slave" and replication["master_link_status"] != "up":
+            return f"replica {port}: link to its master is {replication['master_link_status']}"
+        for other in self._running_ports():
+            seen = next((n for n in self._view(other) if n.port == port), None)
+            if seen is None or seen.failing or seen.is_master != (role == "master"):
+                return f"node {other} does not see {port} as a running {role}"
         return None
 
     def _serving_problem(self, port: int, info: dict[str, str]) -> str | None:
@@ -304,10 +317,12 @@ class RedisCluster:
         """``kill -9`` of one node."""
         self._node(port).kill()
 
-    def start_node(self, port: int) -> None:
-        """Start a stopped or killed node again on its own folder: it rejoins with its
-        ``nodes.conf`` (a master that lost its slots meanwhile comes back as a replica)."""
+    def start_node(self, port: int, timeout: float = 60.0) -> None:
+        """Start a stopped or killed node again on its own folder and return once it is
+        a healthy member again. It rejoins with its ``nodes.conf``; a master whose slots
+        went to its replica meanwhile comes back as that replica's replica."""
         self._node(port).start()
+        _wait(lambda: self._member_problem(port), timeout, f"node {port} rejoining")
 
     # -- topology ---------------------------------------------------------------------
 
@@ -331,11 +346,12 @@ class RedisCluster:
         return slot
 
     def wait_for_failover(self, dead_port: int, timeout: float = 60.0) -> None:
-        """Return once the slots of the dead master on ``dead_port`` are served by one of
-        its replicas in the view of every running node, and each says ``cluster_state:ok``.
+        """Return once every running node sees the slots of the dead master on
+        ``dead_port`` served by another node (in a failover only one of its replicas can
+        take them) and says ``cluster_state:ok``.
 
-        Only the slot owner is a reliable sign: until the others mark the dead master
-        as failed (after the node timeout) they still report ``cluster_state:ok``.
+        The slot owner is the sign to wait for: until the others mark the dead master as
+        failed (a node timeout after the kill) they still report ``cluster_state:ok``.
         """
         if self._running(self._node(dead_port)):
             raise ValueError(f"node {dead_port} is running: kill or stop it first")
@@ -377,7 +393,10 @@ class RedisCluster:
             )  # fmt: skip
         # The target first: once the source lets go, clients it sends away must find
         # the target serving the slot, not still importing it.
-        others = [n for n in view if n.is_master and not n.failing and n not in (source, target)]
+        running = set(self._running_ports())
+        others = [
+            n for n in view if n.is_master and n.port in running and n not in (source, target)
+        ]
         for node in (target, source, *others):
             self._call(node.port, "CLUSTER", "SETSLOT", slot, "NODE", target.id)
 

@@ -1,10 +1,11 @@
 """``collab up``: the whole system on one machine, with no setup.
 
 Starts a private Redis (AOF on, ``appendfsync always``) with its data under the data
-folder, unless ``REDIS_URL`` names an existing one; then gateway, edit-transform and
-presence as separate processes, restarted when they die; prints the demo URL and
-ready-made tokens; on Ctrl-C or SIGTERM stops the services (the gateway drains), then
-Redis.
+folder, unless ``REDIS_URL`` names an existing one, or with ``--redis-cluster N`` a local
+Redis Cluster of N masters with a replica each (its ``redis+cluster://`` URL tells the
+services to use a cluster client); then gateway, edit-transform and presence as separate
+processes, restarted when they die; prints the demo URL and ready-made tokens; on Ctrl-C
+or SIGTERM stops the services (the gateway drains), then Redis.
 
 This is a local, explicitly insecure development mode: the gateway it starts offers an
 endpoint that mints tokens for any name typed into the demo page.
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from collab_cli.redis_cluster import RedisCluster
 from collab_cli.redis_server import RedisServer
 from collab_core.auth import TokenCodec
 
@@ -71,13 +73,15 @@ class Stack:
         data_dir: Path,
         appendfsync: str = "always",
         redis_url: str | None = None,
+        cluster_masters: int | None = None,
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.port = port
         self.data_dir = data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.redis: RedisServer | None = None
+        self.redis: RedisServer | RedisCluster | None = None
         self.redis_url = redis_url
+        self.cluster_masters = cluster_masters
         self.appendfsync = appendfsync
         self.secret, self.secret_from_file = _secret(self.data_dir)
         self.extra_env = extra_env or {}
@@ -86,7 +90,7 @@ class Stack:
 
     def start(self) -> None:
         if self.redis_url is None:
-            self.redis = RedisServer(self.data_dir / "redis", appendfsync=self.appendfsync)
+            self.redis = self._own_redis()
             self.redis.start()
             self.redis_url = self.redis.url
         env = {
@@ -102,10 +106,22 @@ class Stack:
             "COLLAB_PRESENCE_HOST": "127.0.0.1",
             **self.extra_env,
         }
+        if isinstance(self.redis, RedisCluster):
+            # Acknowledge an op only once a replica has it: a failover then loses none.
+            env.setdefault("COLLAB_TRANSFORM_WAIT_REPLICAS", "1")
         for name in SERVICES:
             child = Child(name, [sys.executable, "-m", "collab_cli", name], env)
             child.start()
             self.children.append(child)
+
+    def _own_redis(self) -> RedisServer | RedisCluster:
+        if self.cluster_masters:
+            return RedisCluster(
+                self.data_dir / "redis-cluster",
+                masters=self.cluster_masters,
+                appendfsync=self.appendfsync,
+            )
+        return RedisServer(self.data_dir / "redis", appendfsync=self.appendfsync)
 
     def supervise_once(self, now: float) -> None:
         for child in self.children:
@@ -137,6 +153,16 @@ class Stack:
         if self.redis is not None:
             self.redis.stop()
 
+    def _redis_line(self) -> str:
+        if isinstance(self.redis, RedisCluster):
+            ports = " ".join(str(node.port) for node in self.redis.nodes)
+            return (
+                f"  redis      {self.redis_url}  (local Redis Cluster: "
+                f"{self.redis.master_count} masters with a replica each, nodes on {ports}; "
+                f"data in {self.redis.data_dir})"
+            )
+        return f"  redis      {self.redis_url}  (data in {self.data_dir})"
+
     def banner(self) -> str:
         codec = TokenCodec(self.secret)
         now = time.time()
@@ -158,7 +184,7 @@ class Stack:
                 "",
                 f"collab is up: {base}/",
                 "  (local development mode: insecure, the page mints tokens on request)",
-                f"  redis      {self.redis_url}  (data in {self.data_dir})",
+                self._redis_line(),
                 f"  websocket  ws://127.0.0.1:{self.port}/v1/collaborate/<document>",
                 f"  JWT secret {secret_note}",
                 "  tokens (24 h, any document):",
@@ -177,12 +203,16 @@ def run(
     port: int,
     data_dir: Path,
     appendfsync: str,
+    redis_cluster: int | None = None,
 ) -> int:
+    """Run until Ctrl-C or SIGTERM; ``redis_cluster`` (masters) asks for a local Redis
+    Cluster, which wins over ``REDIS_URL`` because it is the more explicit request."""
     stack = Stack(
         port=port,
         data_dir=data_dir,
         appendfsync=appendfsync,
-        redis_url=os.environ.get("REDIS_URL") or None,
+        redis_url=None if redis_cluster else os.environ.get("REDIS_URL") or None,
+        cluster_masters=redis_cluster,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

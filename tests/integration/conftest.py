@@ -38,14 +38,12 @@ class Service:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     log_offset: int = 0
-    #: A command the service runs under (``faketime -f +60``, say).
-    wrap: tuple[str, ...] = ()
 
     def start(self) -> None:
         self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [*self.wrap, sys.executable, "-m", "collab_cli", self.kind],
+            [sys.executable, "-m", "collab_cli", self.kind],
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -132,7 +130,7 @@ class Stack:
         env.update(extra)
         return env
 
-    def add(self, kind: str, *, wrap: tuple[str, ...] = (), **extra: str) -> Service:
+    def add(self, kind: str, **extra: str) -> Service:
         port = free_port()
         prefix = {"gateway": "GATEWAY", "transform": "TRANSFORM", "presence": "PRESENCE"}[kind]
         index = sum(1 for s in self.services if s.kind == kind)
@@ -140,7 +138,7 @@ class Stack:
         env = self.env(**{f"COLLAB_{prefix}_PORT": str(port)}, **extra)
         if kind == "transform":
             env.setdefault("COLLAB_TRANSFORM_CONSUMER", name)
-        service = Service(name, kind, port, env, self.root / f"{name}.log", wrap=wrap)
+        service = Service(name, kind, port, env, self.root / f"{name}.log")
         service.start()
         self.services.append(service)
         return service
