@@ -389,6 +389,22 @@ def test_external_redis_url_goes_through_a_secret(renderer: Renderer) -> None:
         assert item["valueFrom"]["secretKeyRef"] == {"name": "collab-redis-url", "key": "redis-url"}
 
 
+def test_an_external_redis_cluster_and_waiting_for_a_replica(renderer: Renderer) -> None:
+    url = "rediss+cluster://:pw@redis-0.redis.data.svc:6379/0"
+    docs = renderer.docs(
+        "--set", "redis.bundled.enabled=false",
+        "--set", f"redis.url={url}",
+        "--set", "transform.settings.waitReplicas=1",
+    )  # fmt: skip
+    assert one(docs, "Secret", "collab-redis-url")["stringData"]["redis-url"] == url
+    (transform,) = [w for w in collab_workloads(docs) if component(w) == "edit-transform"]
+    env = {e["name"]: e.get("value") for e in container(transform)["env"]}
+    assert env["COLLAB_TRANSFORM_WAIT_REPLICAS"] == "1"
+    assert "url" in renderer.fails(
+        "--set", "redis.bundled.enabled=false", "--set", "redis.url=cluster://x"
+    )
+
+
 def test_ingress_routes_the_public_paths_by_document(renderer: Renderer) -> None:
     docs = renderer.docs("--values", str(CHART / "ci" / "ingress-on-values.yaml"))
     ingress = one(docs, "Ingress", "collab-gateway")
