@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from redis.asyncio import Redis
@@ -36,6 +36,8 @@ MAX_ATTEMPTS = 20
 #: Deliveries of one ingress entry before it is treated as poison and dead-lettered.
 MAX_DELIVERIES = 5
 REPLY_MAXLEN = 10_000
+#: Commits announced at once while the next ops are processed.
+MAX_ANNOUNCING = 64
 DEAD_LETTER_MAXLEN = 10_000
 
 _encode_op = msgspec.json.encode
@@ -98,6 +100,14 @@ class FaultHook:
         raise RuntimeError(f"fault hook: poison op {op_id}")
 
 
+class Committed(NamedTuple):
+    """A commit to announce: the document, its new version, the gateways hosting it."""
+
+    doc: str
+    version: int
+    hosts: list[bytes]
+
+
 class Worker:
     def __init__(
         self,
@@ -131,6 +141,8 @@ class Worker:
         self.ready = False
         self.fault = fault
         self._processing = asyncio.Lock()
+        #: Commits being made visible and announced (:meth:`_announce`).
+        self._announcing: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         """Consume until cancelled: first this consumer's own pending entries, then new ones."""
@@ -142,18 +154,24 @@ class Worker:
             await self._consume(stream, "0")
         # One blocking read per shard: the shards are in different slots of a Redis
         # Cluster, which refuses a read across slots.
-        await run_all(
-            *(self._consume_forever(stream) for stream in self.streams),
-            self._claim_loop(),
-            report_backlog(
-                self.redis,
-                self.streams,
-                keys.TRANSFORM_GROUP,
-                pending=metrics.STREAM_PENDING,
-                lag=metrics.STREAM_LAG,
-                oldest=metrics.STREAM_OLDEST_PENDING,
-            ),
-        )
+        try:
+            await run_all(
+                *(self._consume_forever(stream) for stream in self.streams),
+                self._claim_loop(),
+                report_backlog(
+                    self.redis,
+                    self.streams,
+                    keys.TRANSFORM_GROUP,
+                    pending=metrics.STREAM_PENDING,
+                    lag=metrics.STREAM_LAG,
+                    oldest=metrics.STREAM_OLDEST_PENDING,
+                ),
+            )
+        finally:
+            # Their entries stay pending and come back as duplicates.
+            for task in self._announcing:
+                task.cancel()
+            await asyncio.gather(*self._announcing, return_exceptions=True)
 
     async def _consume_forever(self, stream: str) -> None:
         while True:
@@ -321,7 +339,7 @@ class Worker:
                 with tracing.process(
                     stream, sub.traceparent, message_id=entry_id, group=keys.TRANSFORM_GROUP
                 ):
-                    await self.process(sub)
+                    committed = await self.process(sub)
             except REDIS_ERRORS:
                 raise
             except Exception:
@@ -333,12 +351,43 @@ class Worker:
                 self.committer.forget(sub.doc)
                 return
         metrics.PROCESS_SECONDS.observe(time.perf_counter() - started)
+        if committed is None:
+            if self.fault is not None:
+                self.fault.at("before_ack")
+            await self._finish(stream, entry_id)
+            return
+        # The next op is processed meanwhile: its commit and these writes share Redis's
+        # fsyncs (appendfsync always), and a replica's WAIT does not hold up the stream.
+        while len(self._announcing) >= MAX_ANNOUNCING:
+            await asyncio.wait(self._announcing, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(self._announce(stream, entry_id, committed))
+        self._announcing.add(task)
+        task.add_done_callback(self._announced)
+
+    async def _announce(self, stream: str, entry_id: bytes, committed: Committed) -> None:
+        """Make a commit visible (once replicated, if asked to), tell the gateways hosting
+        the document, then acknowledge its ingress entry: a crash before the end leaves
+        the entry pending, and its redelivery, a duplicate, does all of this again."""
+        doc, version, hosts = committed
+        visible = await self._publish(doc, version)
+        if self.committer.wait_replicas:
+            # A gateway that joined while we waited is not in the commit's list.
+            await fanout.notify(self.redis, await fanout.live_hosts(self.redis, [doc]), visible)
+        else:
+            await fanout.notify(self.redis, {doc: hosts}, visible)
         if self.fault is not None:
             self.fault.at("before_ack")
         await self._finish(stream, entry_id)
 
-    async def process(self, sub: Submission) -> None:
-        """Decide and carry out one submission, retrying when another replica won the race."""
+    def _announced(self, task: asyncio.Task[None]) -> None:
+        self._announcing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The entry stays pending: the claim loop takes it over as a duplicate.
+            log.warning("announcing a commit failed: %s", task.exception())
+
+    async def process(self, sub: Submission) -> Committed | None:
+        """Decide and carry out one submission, retrying when another replica won the race;
+        what it committed, for :meth:`_announce`, or None (refused, a duplicate)."""
         committer = self.committer
         view = await committer.view(sub.doc)
         committed = await committer.committed_before(sub.doc, sub.author, sub.client, sub.id, sub.v)
@@ -365,7 +414,7 @@ class Worker:
                         "error", sub.session, sub.id, code=decision.code, message=decision.message
                     ),
                 )
-                return
+                return None
             if isinstance(decision, Duplicate):
                 metrics.DUPLICATES.inc()
                 # The first processing may have ended between its commit and making it
@@ -374,7 +423,7 @@ class Worker:
                 live = await fanout.live_hosts(self.redis, [sub.doc])
                 await fanout.notify(self.redis, live, visible)
                 await self._reply(sub, Reply("ack", sub.session, sub.id, v=decision.v))
-                return
+                return None
             assert isinstance(decision, Commit)
             # The log entry carries this span's context: fan-out joins the op's trace.
             with tracing.span("commit") as traceparent:
@@ -397,18 +446,10 @@ class Worker:
             if hosts is not None:
                 if self.fault is not None:
                     self.fault.at("after_commit")
-                visible = await self._publish(sub.doc, entry.v + 1)
-                if self.committer.wait_replicas:
-                    # A gateway that joined while we waited is not in the commit's list.
-                    await fanout.notify(
-                        self.redis, await fanout.live_hosts(self.redis, [sub.doc]), visible
-                    )
-                else:
-                    await fanout.notify(self.redis, {sub.doc: hosts}, visible)
                 metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
                 metrics.COMMITTED.inc()
                 metrics.SUBMIT_TO_COMMIT_SECONDS.observe(max(0.0, entry.ts - sub.ts))
-                return
+                return Committed(sub.doc, entry.v + 1, hosts)
             metrics.CONFLICTS.inc()
             view = await committer.refresh(sub.doc)
         log.error("gave up on op %s of %s after %d conflicts", sub.id, sub.doc, MAX_ATTEMPTS)
@@ -418,6 +459,7 @@ class Worker:
                 "error", sub.session, sub.id, code=ErrorCode.INTERNAL, message="commit contention"
             ),
         )
+        return None
 
 
 def _name(stream: str | bytes) -> str:
