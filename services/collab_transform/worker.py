@@ -328,11 +328,11 @@ class Worker:
             log.error("malformed ingress entry %s: %s", entry_id, exc)
             await self._finish(stream, entry_id)
             return
-        started = time.perf_counter()
         # The claim loop and the main loop share the cached document views, which a
         # commit advances: interleaved, one would decide or append against a view that
         # moved under it (a failed assertion that silently ended the claim loop).
         async with self._processing:
+            started = time.perf_counter()  # the processing, not the wait for the lock
             try:
                 if self.fault is not None:
                     self.fault.on(sub.id)
