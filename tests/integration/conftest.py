@@ -66,12 +66,35 @@ class Service:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(url, timeout=0.5).status_code == 200:
+                # The answer must come from this process: another one (of a concurrent
+                # run) may hold the port while this one has not yet noticed it cannot.
+                if httpx.get(url, timeout=0.5).status_code == 200 and self.listens():
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"{self.name} not ready: {self.log_path.read_text()[-3000:]}")
+
+    def listens(self) -> bool:
+        """Whether this service's process holds the listening socket on its port."""
+        if self.process is None:
+            return False
+        fds = Path(f"/proc/{self.process.pid}/fd")
+        try:
+            inodes = {
+                link[len("socket:[") : -1]
+                for link in (os.readlink(fd) for fd in fds.iterdir())
+                if link.startswith("socket:[")
+            }
+        except OSError:
+            return False
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                port = int(fields[1].rsplit(":", 1)[1], 16)
+                if port == self.port and fields[3] == "0A" and fields[9] in inodes:
+                    return True
+        return False
 
     def signal(self, sig: int) -> None:
         if self.process is not None and self.process.poll() is None:
