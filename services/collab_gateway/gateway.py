@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import secrets
 import time
@@ -153,6 +154,8 @@ class Gateway:
             for doc, room in list(self.registry.rooms.items()):
                 if room.hosted:
                     pipe.zadd(keys.hosts(doc), {self.id: expiry})
+                    # Gone with the last gateway that stops renewing it.
+                    pipe.expire(keys.hosts(doc), math.ceil(self._host_ttl))
             await pipe.execute()
 
     def close_all(self, code: ErrorCode, message: str, close: int) -> None:
@@ -219,7 +222,10 @@ class Gateway:
         if not room.hosted:
             # Before the head is read: a commit after this is notified to this gateway,
             # one before it is in what the welcome reads (collab_core.fanout).
-            await self.redis.zadd(keys.hosts(doc), {self.id: time.time() + self._host_ttl})
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(keys.hosts(doc), {self.id: time.time() + self._host_ttl})
+                pipe.expire(keys.hosts(doc), math.ceil(self._host_ttl))
+                await pipe.execute()
             room.hosted = True
         head = await self.store.head(doc)
         seen = max(room.seen_version, self.seen_versions.get(doc, 0))
