@@ -15,6 +15,7 @@ PACKAGES = {
     "fiu-run": "fiu-utils",
     "fiu-ctrl": "fiu-utils",
     "faketime": "faketime",
+    "strace": "strace",
 }
 
 
