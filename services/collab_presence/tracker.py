@@ -9,6 +9,7 @@ sends 100 updates a second costs the room at most one event per flush interval.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import msgspec
@@ -57,9 +58,27 @@ class _Session:
 @dataclass(slots=True)
 class Tracker:
     sessions: dict[str, _Session] = field(default_factory=dict)
+    #: Sessions per document, and the sessions with presence to flush: kept alongside
+    #: ``sessions`` so that neither a leave nor a flush scans every session.
+    _per_doc: Counter[str] = field(default_factory=Counter)
+    _pending: set[str] = field(default_factory=set)
 
     def participants(self, doc: str) -> int:
-        return sum(1 for s in self.sessions.values() if s.doc == doc)
+        return self._per_doc[doc]
+
+    def _add(self, session: str, state: _Session) -> None:
+        self._remove(session)
+        self.sessions[session] = state
+        self._per_doc[state.doc] += 1
+
+    def _remove(self, session: str) -> _Session | None:
+        gone = self.sessions.pop(session, None)
+        if gone is not None:
+            self._pending.discard(session)
+            self._per_doc[gone.doc] -= 1
+            if not self._per_doc[gone.doc]:
+                del self._per_doc[gone.doc]
+        return gone
 
     def gateways(self) -> set[str]:
         return {s.gateway for s in self.sessions.values()}
@@ -68,7 +87,7 @@ class Tracker:
         """Re-learn a participant from the persisted roster after a restart."""
         data = _decode(participant)
         if isinstance(data, dict):
-            self.sessions[session] = _Session(doc, gateway, data, last_seen=now)
+            self._add(session, _Session(doc, gateway, data, last_seen=now))
 
     def apply(self, update: PresenceUpdate, now: float) -> list[Action]:
         """Take one update from a gateway; return what to publish and persist now."""
@@ -85,6 +104,7 @@ class Tracker:
             state = _decode(update.state)
             if isinstance(state, dict):
                 current.pending = (state.get("v"), state.get("cursor"), state.get("meta"))
+                self._pending.add(update.session)
         return []
 
     def _join(self, update: PresenceUpdate, now: float) -> list[Action]:
@@ -95,9 +115,7 @@ class Tracker:
         participant.setdefault("cursor", None)
         participant["session"] = update.session
         participant["gateway"] = update.gateway
-        self.sessions[update.session] = _Session(
-            update.doc, update.gateway, participant, last_seen=now
-        )
+        self._add(update.session, _Session(update.doc, update.gateway, participant, last_seen=now))
         public = {k: participant[k] for k in ("session", "user", "role") if k in participant}
         return [
             SaveParticipant(update.doc, update.session, _encode(participant)),
@@ -105,7 +123,7 @@ class Tracker:
         ]
 
     def _leave(self, session: str, reason: str) -> list[Action]:
-        gone = self.sessions.pop(session, None)
+        gone = self._remove(session)
         if gone is None:
             return []
         frame = _encode({"type": "leave", "session": session, "reason": reason})
@@ -114,7 +132,9 @@ class Tracker:
     def flush(self) -> list[Action]:
         """Publish the latest presence of every session that changed since the last flush."""
         actions: list[Action] = []
-        for session, state in self.sessions.items():
+        pending, self._pending = self._pending, set()
+        for session in sorted(pending):
+            state = self.sessions[session]
             if state.pending is None:
                 continue
             v, cursor, meta = state.pending

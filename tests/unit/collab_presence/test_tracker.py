@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collab_core import protocol
 from collab_core.ingress import PresenceUpdate
@@ -259,3 +261,43 @@ def test_updates_refresh_last_seen() -> None:
     assert tracker.apply(renew, T0 + 9) == []
     assert tracker.sessions["s-ada"].last_seen == T0 + 9
     assert tracker.flush() != []
+
+
+# -- the indexes kept beside the sessions ----------------------------------------------------
+
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["join", "presence", "leave", "flush", "expire", "restore"]),
+        st.sampled_from(["s1", "s2", "s3", "s4"]),
+        st.sampled_from(["d1", "d2"]),
+        st.sampled_from(["gw-1", "gw-2"]),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps)
+def test_counts_and_flushes_match_a_scan_of_every_session(script) -> None:
+    """participants() and flush() keep indexes instead of scanning all sessions; after any
+    sequence they answer exactly what a scan would."""
+    tracker = Tracker()
+    for kind, session, doc, gateway in script:
+        if kind == "join":
+            tracker.apply(join(session, doc=doc, gateway=gateway), T0)
+        elif kind == "presence":
+            tracker.apply(presence(session, 1, {"anchor": 0, "head": 0}), T0)
+        elif kind == "leave":
+            tracker.apply(leave(session), T0)
+        elif kind == "restore":
+            tracker.restore(doc, session, msgspec.json.encode({"user": ADA}), gateway, T0)
+        elif kind == "expire":
+            tracker.expire({gateway})
+        else:
+            expected = sorted(s for s, state in tracker.sessions.items() if state.pending)
+            published = [a.session for a in tracker.flush() if isinstance(a, Publish)]
+            assert published == expected
+            assert all(state.pending is None for state in tracker.sessions.values())
+        for d in ("d1", "d2"):
+            scan = sum(1 for state in tracker.sessions.values() if state.doc == d)
+            assert tracker.participants(d) == scan
