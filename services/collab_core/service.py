@@ -161,8 +161,15 @@ async def close(redis: Redis) -> None:
         await redis.aclose(close_connection_pool=True)
 
 
+#: Connections per node with a cluster client. redis-py's cluster pool does not wait for a
+#: free connection: past the limit it raises a connection error, on which the client
+#: closes every connection to every node, in use or not. So the limit is set far above
+#: what a burst needs, and Redis's maxclients (10,000 by default) is the real bound.
+CLUSTER_MAX_CONNECTIONS = 1024
+
+
 def _cluster(url: str) -> Redis:
-    client = RedisCluster.from_url(url, max_connections=MAX_CONNECTIONS, **_TIMEOUTS)
+    client = RedisCluster.from_url(url, max_connections=CLUSTER_MAX_CONNECTIONS, **_TIMEOUTS)
     return cast(Redis, client)
 
 
@@ -240,6 +247,17 @@ class Supervisor:
             except REDIS_ERRORS as exc:
                 self.connected = False
                 log.warning("%s: redis unavailable (%s); retrying in %.1fs", self.name, exc, delay)
+                if self.on_restart is not None:
+                    self.on_restart()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            except Exception:
+                # Anything else is a bug or a client library in a bad state (redis-py's
+                # cluster client can fail a command with a RuntimeError on a connection it
+                # closed itself). A work loop that ended would leave a live process that
+                # does nothing: restart it, not ready meanwhile.
+                self.connected = False
+                log.exception("%s failed; restarting in %.1fs", self.name, delay)
                 if self.on_restart is not None:
                     self.on_restart()
                 await asyncio.sleep(delay)

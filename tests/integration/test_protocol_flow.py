@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 
+import httpx
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
@@ -97,6 +98,13 @@ async def test_hello_deadline_closes_silent_connections(stack_factory) -> None:
 
 async def test_welcome_shape_and_participants(stack) -> None:
     a, wa = await hello(stack, "shape", user="ada", client="ca")
+    # A join reaches the roster through presence, asynchronously: wait for it, so that the
+    # next welcome must list it.
+    url = f"{stack.http()}/v1/documents/shape/participants"
+    headers = {"Authorization": f"Bearer {stack.token()}"}
+    async with httpx.AsyncClient() as http, asyncio.timeout(10):
+        while not (await http.get(url, headers=headers)).json()["participants"]:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
     b, wb = await hello(stack, "shape", user="lin", client="cb")
     assert wa["type"] == "welcome"
     assert wa["doc"] == "shape"
