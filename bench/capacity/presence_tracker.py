@@ -28,8 +28,8 @@ from collab_presence.tracker import Publish, Tracker
 
 ROOM = 5
 HEADER = (
-    "| sessions | idle flush ms | apply µs per update | flush µs per published update "
-    "| participants(doc) ms |\n"
+    "| sessions | idle flush µs | apply µs per update | flush µs per published update "
+    "| participants(doc) µs |\n"
     "| --- | --- | --- | --- | --- |"
 )
 
@@ -89,8 +89,8 @@ def measure(sessions: int) -> dict[str, float]:
 
 def row(sessions: int, times: dict[str, float]) -> str:
     return (
-        f"| {sessions:,} | {times['idle_flush'] * 1e3:.3f} | {times['apply'] * 1e6:.2f} "
-        f"| {times['flush_per_publish'] * 1e6:.2f} | {times['participants'] * 1e3:.3f} |"
+        f"| {sessions:,} | {times['idle_flush'] * 1e6:.2f} | {times['apply'] * 1e6:.2f} "
+        f"| {times['flush_per_publish'] * 1e6:.2f} | {times['participants'] * 1e6:.2f} |"
     )
 
 
