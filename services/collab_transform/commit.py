@@ -209,7 +209,8 @@ class Committer:
 
     async def publish(self, document_id: str, version: int) -> int:
         """Make the ops below ``version`` visible to readers once ``wait_replicas``
-        replicas have them; return how many confirmed (all of them without waiting).
+        replicas have them; return how many confirmed (0 without waiting: the commit script
+        made the ops visible itself).
 
         WAIT counts the replicas that have every write made so far *on the connection it
         is sent on*, so it follows a write of ours on the same connection: one pipeline,
@@ -219,15 +220,15 @@ class Committer:
         visible anyway, unconfirmed (counted by the caller): the failover window narrows,
         it does not close (docs/reliability.md).
         """
-        confirmed = self.wait_replicas
-        if self.wait_replicas:
-            head = keys.head(document_id)
-            route: dict[str, Any] = {}
-            if isinstance(self.redis, RedisCluster):
-                route["target_nodes"] = self.redis.get_node_from_key(head)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hincrby(head, "waits", 1)
-                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms, **route)
-                _, confirmed = await pipe.execute()
-        await self._raise_visible(keys=[keys.head(document_id)], args=[version])
+        if not self.wait_replicas:
+            return 0  # the commit script made it visible already
+        head = keys.head(document_id)
+        route: dict[str, Any] = {}
+        if isinstance(self.redis, RedisCluster):
+            route["target_nodes"] = self.redis.get_node_from_key(head)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(head, "waits", 1)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms, **route)
+            _, confirmed = await pipe.execute()
+        await self._raise_visible(keys=[head], args=[version])
         return int(confirmed)
