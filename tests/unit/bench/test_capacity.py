@@ -37,8 +37,10 @@ def test_commit_path_reports_commits_and_their_costs() -> None:
     assert result["commits_seen_by_driver"] > 0
     assert result["cpu_us_per_commit"]["transform-0"] > 0
     assert result["cpu_us_per_commit"]["redis"] > 0
-    # One commit script per commit, and one make-visible script.
-    assert result["redis_calls_per_commit"]["evalsha"] >= 1
+    # One commit script per commit (no make-visible script without WAIT). Redis's command
+    # counts and the services' commit counters are read one after the other, so commits
+    # in flight at either end of the window make the ratio a little off 1.
+    assert 0.9 <= result["redis_calls_per_commit"]["evalsha"] <= 1.1
     assert result["redis_command_us_per_commit"] > 0
     assert result["aof_bytes_per_commit"] > 0
     assert result["commit_seconds_mean_ms"] > 0
