@@ -65,6 +65,7 @@ class Worker:
         self.tracker = Tracker()
         await self._restore()
         for stream in self.streams:
+            await self._adopt_pending(stream)
             await self._consume(stream, "0")
         # The flush and expire loops end only on an error (Redis), and their changes to
         # the tracker may not have reached Redis: everything ends then, so that the
@@ -87,6 +88,30 @@ class Worker:
     async def _consume_forever(self, stream: str) -> None:
         while True:
             await self._consume(stream, ">")
+
+    async def _adopt_pending(self, stream: str) -> None:
+        """Take over the entries of the shard another consumer read and never acknowledged.
+
+        A shard has one owner at a time, so whatever is pending on it belongs to a previous
+        owner: this process under another name, or a partition that no longer exists after
+        the partitions were re-split (a StatefulSet scaled down). Left alone, its joins and
+        leaves would never reach a roster.
+        """
+        start = "0-0"
+        while True:
+            response: Any = await self.redis.xautoclaim(
+                stream,
+                keys.PRESENCE_GROUP,
+                self.consumer,
+                min_idle_time=0,
+                start_id=start,
+                count=500,
+            )
+            # (The JUSTID form would do, but redis-py then drops the cursor.)
+            cursor = response[0].decode() if isinstance(response[0], bytes) else response[0]
+            if cursor == "0-0":
+                return
+            start = cursor
 
     async def _restore(self) -> None:
         now = time.time()

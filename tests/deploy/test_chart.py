@@ -121,6 +121,7 @@ def test_every_value_is_documented() -> None:
         (["--set", "redis.bundled.appendfsync=sometimes"], "appendfsync"),
         (["--set", "ingressShards=0"], "ingressShards"),
         (["--set", "replicas=3"], "additional properties 'replicas'"),
+        (["--set", "presence.partitions=0"], "partitions"),
     ],
 )
 def test_schema_refuses(renderer: Renderer, args: list[str], message: str) -> None:
@@ -174,6 +175,10 @@ def test_schema_refuses(renderer: Renderer, args: list[str], message: str) -> No
             ["--set", "httpRoute.enabled=true"],
             "httpRoute: httpRoute.enabled=true needs httpRoute.parentRefs",
         ),
+        (
+            ["--set", "presence.partitions=5"],
+            "presence: presence.partitions (5) is greater than ingressShards (4)",
+        ),
     ],
     ids=[
         "bundled-and-url",
@@ -183,6 +188,7 @@ def test_schema_refuses(renderer: Renderer, args: list[str], message: str) -> No
         "operator-without-crd",
         "pool-min-above-max",
         "route-without-parent",
+        "presence-partitions-above-shards",
     ],
 )
 def test_bad_combinations_fail(renderer: Renderer, args: list[str], message: str) -> None:
@@ -263,11 +269,40 @@ def test_one_image_for_every_service(scenario: Docs) -> None:
     assert len(images) == 1
 
 
-def test_presence_and_operator_run_alone(scenario: Docs) -> None:
-    for workload in collab_workloads(scenario):
-        if component(workload) in ("presence", "operator"):
-            assert workload["spec"]["replicas"] == 1
-            assert workload["spec"]["strategy"] == {"type": "Recreate"}
+def test_operator_runs_alone(scenario: Docs) -> None:
+    operator = [w for w in collab_workloads(scenario) if component(w) == "operator"]
+    for workload in operator:
+        assert workload["spec"]["replicas"] == 1
+        assert workload["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_presence_runs_one_pod_per_partition(scenario: Docs) -> None:
+    presence = one(scenario, "StatefulSet", "collab-presence")
+    partitions = presence["spec"]["replicas"]
+    spec = container(presence)
+    assert env_value(spec, "COLLAB_PRESENCE_PARTITIONS") == str(partitions)
+    # The partition is the pod's index and the consumer its name: both stable per pod.
+    by_name = {item["name"]: item for item in spec["env"]}
+    assert by_name["COLLAB_PRESENCE_PARTITION"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
+    }
+    assert by_name["COLLAB_PRESENCE_CONSUMER"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.name"}
+    }
+    shards = int(env_value(spec, "COLLAB_INGRESS_SHARDS") or 0)
+    assert 1 <= partitions <= shards
+    assert presence["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
+    assert presence["spec"]["serviceName"] in {
+        s["metadata"]["name"] for s in by_kind(scenario, "Service")
+    }
+
+
+def test_presence_partitions_follow_the_values(renderer: Renderer) -> None:
+    docs = renderer.docs("--set", "ingressShards=6", "--set", "presence.partitions=4")
+    presence = one(docs, "StatefulSet", "collab-presence")
+    assert presence["spec"]["replicas"] == 4
+    assert env_value(container(presence), "COLLAB_PRESENCE_PARTITIONS") == "4"
+    assert env_value(container(presence), "COLLAB_INGRESS_SHARDS") == "6"
 
 
 def env_value(spec: dict[str, Any], name: str) -> str | None:
@@ -313,8 +348,12 @@ def test_disruption_budgets_and_services_select_their_pods(scenario: Docs) -> No
 
 
 def test_multi_replica_components_spread(scenario: Docs) -> None:
-    for name in ("collab-gateway", "collab-edit-transform"):
-        workload = one(scenario, "Deployment", name)
+    for kind, name, revision in (
+        ("Deployment", "collab-gateway", "pod-template-hash"),
+        ("Deployment", "collab-edit-transform", "pod-template-hash"),
+        ("StatefulSet", "collab-presence", "controller-revision-hash"),
+    ):
+        workload = one(scenario, kind, name)
         constraints = workload["spec"]["template"]["spec"]["topologySpreadConstraints"]
         assert {c["topologyKey"] for c in constraints} == {
             "topology.kubernetes.io/zone",
@@ -322,6 +361,9 @@ def test_multi_replica_components_spread(scenario: Docs) -> None:
         }
         for constraint in constraints:
             assert selects(constraint["labelSelector"]["matchLabels"], pod_labels(workload))
+            # The revision label the controller puts on its pods, so that a rollout's
+            # new pods spread among themselves.
+            assert constraint["matchLabelKeys"] == [revision]
 
 
 def test_secrets_never_travel_in_clear(scenario: Docs) -> None:

@@ -61,6 +61,20 @@ def test_overlay_is_for_development(kubectl: str) -> None:
     )
     redis = one(dev, "StatefulSet", "collab-redis")
     assert "volumeClaimTemplates" not in redis["spec"]
+    # Tilt's live update syncs sources into every collab container (Deployments and the
+    # presence StatefulSet alike); the base keeps them read-only.
+    base = documents(build(kubectl, "k8s/base"))
+    for docs, writable in ((dev, True), (base, False)):
+        collab = [w for w in workloads(docs) if component(w) != "redis"]
+        assert {component(w) for w in collab} == {
+            "gateway",
+            "edit-transform",
+            "presence",
+            "operator",
+        }
+        for workload in collab:
+            read_only = container(workload)["securityContext"]["readOnlyRootFilesystem"]
+            assert read_only is not writable, workload["metadata"]["name"]
 
 
 def test_base_runs_under_the_restricted_pod_security_standard(kubectl: str) -> None:

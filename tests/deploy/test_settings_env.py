@@ -45,7 +45,7 @@ MANAGED = {
         "gateway_id",
     },
     "edit-transform": {"host", "port", "redis_url", "ingress_shards", "consumer", "fault"},
-    # The chart runs one presence pod: partitioning needs one pod identity per partition.
+    # A StatefulSet: partitions from the values, partition and consumer from the pod.
     "presence": {
         "host",
         "port",
@@ -106,9 +106,11 @@ def resolve(item: dict[str, Any], pod_name: str) -> str:
         return str(item["value"])
     source = item["valueFrom"]
     if "fieldRef" in source:
-        return {"metadata.name": pod_name, "metadata.namespace": "collab"}[
-            source["fieldRef"]["fieldPath"]
-        ]
+        return {
+            "metadata.name": pod_name,
+            "metadata.namespace": "collab",
+            "metadata.labels['apps.kubernetes.io/pod-index']": "0",
+        }[source["fieldRef"]["fieldPath"]]
     if item["name"] == "REDIS_URL":
         return "redis://external.example:6379/0"
     return "s" * 48

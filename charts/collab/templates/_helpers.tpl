@@ -149,7 +149,9 @@ their digits: toJson prints 1048576, where toString would print 1.048576e+06).
 
 {{/*
 Default spread of a multi-replica component: across zones, then across nodes, never
-blocking scheduling. (dict "root" $ "component" "gateway" "custom" .Values.gateway.topologySpreadConstraints)
+blocking scheduling. (dict "root" $ "component" "gateway" "custom" .Values.gateway.topologySpreadConstraints);
+a StatefulSet passes "revisionLabel" "controller-revision-hash" (its pods carry no
+pod-template-hash), so that the spread counts only pods of the current revision.
 */}}
 {{- define "collab.topologySpread" -}}
 {{- if .custom -}}
@@ -162,7 +164,7 @@ blocking scheduling. (dict "root" $ "component" "gateway" "custom" .Values.gatew
   labelSelector:
     matchLabels:
       {{- include "collab.selectorLabels" (dict "root" $.root "component" $.component) | nindent 6 }}
-  matchLabelKeys: [pod-template-hash]
+  matchLabelKeys: [{{ $.revisionLabel | default "pod-template-hash" }}]
 {{- end }}
 {{- end -}}
 {{- end -}}

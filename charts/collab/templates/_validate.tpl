@@ -8,6 +8,7 @@ Bad combinations of values fail at render time with a message that says what to 
 {{- $messages = append $messages (include "collab.validateValues.operatorCrd" .) -}}
 {{- $messages = append $messages (include "collab.validateValues.gatewayPool" .) -}}
 {{- $messages = append $messages (include "collab.validateValues.httpRoute" .) -}}
+{{- $messages = append $messages (include "collab.validateValues.presencePartitions" .) -}}
 {{- $messages = without $messages "" -}}
 {{- if $messages -}}
 {{- printf "\nVALUES VALIDATION:\n%s" (join "\n" $messages) | fail -}}
@@ -51,5 +52,12 @@ operator: operator.gatewayPool.minReplicas ({{ $pool.minReplicas }}) is greater 
 {{- define "collab.validateValues.httpRoute" -}}
 {{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) -}}
 httpRoute: httpRoute.enabled=true needs httpRoute.parentRefs (the Gateway to attach to).
+{{- end -}}
+{{- end -}}
+
+{{/* A presence partition owns at least one ingress shard. */}}
+{{- define "collab.validateValues.presencePartitions" -}}
+{{- if gt (int .Values.presence.partitions) (int .Values.ingressShards) -}}
+presence: presence.partitions ({{ .Values.presence.partitions }}) is greater than ingressShards ({{ .Values.ingressShards }}); a partition owns the ingress shards s with s % partitions == its index, so raise ingressShards (the same in every process) or lower presence.partitions.
 {{- end -}}
 {{- end -}}
