@@ -16,6 +16,7 @@ PACKAGES = {
     "fiu-ctrl": "fiu-utils",
     "faketime": "faketime",
     "strace": "strace",
+    "redis-server": "redis-server",
 }
 
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 from redis.asyncio import Redis
 
 from bench.capacity.common import (
@@ -292,6 +293,24 @@ def _mean_ms(m: dict[str, float], histogram: str) -> float | None:
     return round(m.get(f"{histogram}_sum", 0) / count * 1e3, 3) if count else None
 
 
+def wait_for_replica(url: str, timeout: float = 30) -> None:
+    """Until the master counts its replica online: the first sync can start seconds after
+    the replica connects (Redis 7 syncs without disk after ``repl-diskless-sync-delay``),
+    and a WAIT before it ends would time out."""
+    client = redis.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            info: Any = client.info("replication")
+            if any(isinstance(v, dict) and v.get("state") == "online" for v in info.values()):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no replica online after {timeout} s: {info}")
+            time.sleep(0.1)
+    finally:
+        client.close()
+
+
 def run(
     appendfsync: str,
     replicas: int,
@@ -320,6 +339,7 @@ def run(
                     ("--replicaof", "127.0.0.1", str(server.port)),
                 )
                 env["COLLAB_TRANSFORM_WAIT_REPLICAS"] = "1"
+                wait_for_replica(server.url)
             for n in range(replicas):
                 services.append(
                     start_service(

@@ -239,13 +239,14 @@ class Stack:
 
 
 @contextlib.contextmanager
-def _stacks(root: Path) -> Iterator[object]:
+def _stacks(root: Path, binary: str | None = None) -> Iterator[object]:
+    """Stacks under ``root``; Redis is ``binary``, or the redis-server the CLI would pick."""
     stacks: list[Stack] = []
 
     def make(*, start: bool = True, appendfsync: str = "always", **kwargs: object) -> Stack:
         path = root / f"stack-{len(stacks)}-{secrets.token_hex(2)}"
         path.mkdir()
-        redis = RedisServer(path / "redis", appendfsync=appendfsync)
+        redis = RedisServer(path / "redis", appendfsync=appendfsync, binary=binary)
         redis.start()
         stack = Stack(path, redis)
         stacks.append(stack)
