@@ -530,10 +530,11 @@ async def presence_room(stack, doc: str):
     return sender, watcher
 
 
-async def presence_seen(watcher, seconds: float = 1.0) -> list[dict]:
-    """The presence frames ``watcher`` receives within ``seconds``."""
-    seen = []
-    deadline = time.monotonic() + seconds
+async def presence_seen(watcher, seconds: float = 1.0, *, until=None) -> list[dict]:
+    """The presence frames ``watcher`` receives within ``seconds``; with ``until``, those
+    received until ``until(frame)`` holds for one (within 15 s) and 0.3 s more."""
+    seen: list[dict] = []
+    deadline = time.monotonic() + (15.0 if until else seconds)
     while (left := deadline - time.monotonic()) > 0:
         try:
             message = json.loads(await asyncio.wait_for(watcher.recv(), left))
@@ -541,6 +542,8 @@ async def presence_seen(watcher, seconds: float = 1.0) -> list[dict]:
             break
         if message["type"] == "presence":
             seen.append(message)
+            if until is not None and until(message):
+                until, deadline = None, time.monotonic() + 0.3
     return seen
 
 
@@ -575,7 +578,7 @@ async def test_markup_in_meta_and_names_is_relayed_as_data(hostile) -> None:
     await say_hello(watcher, hostile.token("watcher"), client="watcher")
     async with sender, watcher:
         await sender.send(presence({"anchor": 0, "head": 0}, v=0, meta={"note": markup}))
-        [seen] = await presence_seen(watcher)
+        [seen] = await presence_seen(watcher, until=lambda frame: True)
     assert seen["meta"] == {"note": markup}
     assert seen["user"]["name"] == markup
 
@@ -589,7 +592,7 @@ async def test_presence_flood_is_coalesced_never_amplified(hostile) -> None:
             await sender.send(presence(None, v=0, meta={"n": n}))
         await asyncio.sleep(1.1)  # the token bucket refills
         await sender.send(presence(None, v=0, meta={"n": "last"}))
-        seen = await presence_seen(watcher, 2.0)
+        seen = await presence_seen(watcher, until=lambda frame: frame["meta"] == {"n": "last"})
     assert 1 <= len(seen) < 150
     assert seen[-1]["meta"] == {"n": "last"}
 

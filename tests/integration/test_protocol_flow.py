@@ -184,7 +184,11 @@ async def test_resend_after_reconnect_with_since_is_recognised(stack) -> None:
     await ws.send(json.dumps({"type": "op", "id": "r1", "v": 0, "op": ["abc"]}))
     assert (await recv(ws))["v"] == 0
     await ws.send(json.dumps({"type": "op", "id": "r2", "v": 1, "op": [3, "d"]}))
-    await asyncio.sleep(0.3)  # committed, but this client drops before reading the ack
+    # Committed, but this client drops before reading the ack.
+    for _ in range(300):
+        if stack.document("resume")["version"] == 2:
+            break
+        await asyncio.sleep(0.05)
     ws.transport.abort()
     ws2, welcome2 = await hello(stack, "resume", since=1)
     assert "text" not in welcome2

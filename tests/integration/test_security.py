@@ -223,7 +223,7 @@ async def test_the_connection_cap_is_per_user(stack_factory) -> None:
 
 
 async def test_an_expired_token_closes_the_socket_and_later_ops_are_not_committed(stack) -> None:
-    ws, _ = await hello(stack, "expiry", stack.token("ada", ttl=2))
+    ws, _ = await hello(stack, "expiry", stack.token("ada", ttl=3))
     async with ws:
         await ws.send(json.dumps({"type": "op", "id": "before", "v": 0, "op": ["kept "]}))
         assert (await answer(ws))["type"] == "ack"

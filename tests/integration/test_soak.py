@@ -215,8 +215,8 @@ async def test_soak_mixed_load_with_random_faults_returns_to_baseline(fault_stac
     print("STOPS", stops)
     assert len(done) >= SOAK_SECONDS / 15
     assert all(d["version"] > 100 for d in documents)
-    assert churned > SOAK_SECONDS * 5
-    assert (
-        end_fds <= baseline_fds + 20
-    )  # Redis connections in the pool vary; a leak per connection would not
+    assert churned > SOAK_SECONDS * 2
+    # The gateway's Redis pool grows up to 64 connections while Redis is frozen; a leak
+    # per client connection would leave hundreds.
+    assert end_fds <= baseline_fds + 64 + 20
     assert end_rss <= baseline_rss + RSS_SLACK_KIB

@@ -115,6 +115,8 @@ def test_stack_costs_reports_a_load_scenario() -> None:
     for process in ("transform", "gateway-0", "redis"):
         assert result["cpu_us_per_commit"][process] > 0
     assert result["gateway_cpu_us_per_frame"] > 0
-    assert result["redis_calls_per_commit"]["evalsha"] >= 1
+    # At least the commit script per commit; ~30 commits in the window, counted from two
+    # snapshots that are not atomic (see test_commit_path_reports_commits_and_their_costs).
+    assert result["redis_calls_per_commit"]["evalsha"] >= 0.8
     assert result["redis_command_us_per_commit"] > 0
     assert result["load"]["converged"] is True
