@@ -378,7 +378,7 @@ def pipeline() -> dict[str, Any]:
                 "Sessions in rosters, updates received by kind, and sessions expired because "
                 "their gateway stopped reporting.",
                 [
-                    target("max(collab_presence_participants)", "participants"),
+                    target("sum(collab_presence_participants)", "participants"),
                     target(rate("collab_presence_updates_total", "kind"), "{{kind}}/s"),
                     target(rate("collab_presence_expired_total"), "expired/s"),
                 ],

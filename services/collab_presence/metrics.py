@@ -2,7 +2,9 @@
 
 from prometheus_client import Counter, Gauge
 
-PARTICIPANTS = Gauge("collab_presence_participants", "Sessions in all rosters.")
+PARTICIPANTS = Gauge(
+    "collab_presence_participants", "Sessions in the rosters of this partition's documents."
+)
 UPDATES = Counter("collab_presence_updates_total", "Presence updates received, by kind.", ["kind"])
 EXPIRED = Counter(
     "collab_presence_expired_total", "Sessions removed because their gateway stopped reporting."
