@@ -95,6 +95,11 @@ def presence_ingress(shard: int) -> str:
     return f"{PREFIX}:{{ingress:{shard}}}:presence"
 
 
+def presence_lease(shard: int) -> str:
+    """Which presence process owns the shard's presence ingress (its consumer name)."""
+    return f"{PREFIX}:{{ingress:{shard}}}:presence-owner"
+
+
 def inbox(gateway_id: str) -> str:
     return f"{PREFIX}:{{gw:{gateway_id}}}:inbox"
 

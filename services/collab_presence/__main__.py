@@ -22,6 +22,7 @@ def main() -> None:
         partitions=settings.partitions,
         flush_ms=settings.flush_ms,
         expire_check_seconds=settings.expire_check_seconds,
+        lease_ms=settings.lease_ms,
     )
     supervisor = Supervisor(redis, worker.run, name="presence")
     serve(

@@ -9,6 +9,10 @@ UPDATES = Counter("collab_presence_updates_total", "Presence updates received, b
 EXPIRED = Counter(
     "collab_presence_expired_total", "Sessions removed because their gateway stopped reporting."
 )
+SHARDS_OWNED = Gauge(
+    "collab_presence_shards_owned",
+    "Presence ingress shards this process holds the lease of (it waits for the others).",
+)
 STREAM_PENDING = Gauge(
     "collab_presence_stream_pending_entries",
     "Presence ingress entries delivered and not yet acknowledged.",

@@ -17,6 +17,13 @@ class PresenceSettings(ServiceSettings):
     expire_check_seconds: float = Field(
         5.0, gt=0, description="How often sessions of silent gateways are expired."
     )
+    lease_ms: int = Field(
+        10_000,
+        ge=500,
+        le=600_000,
+        description="A shard's lease outlives a killed owner by this long (renewed 3x as "
+        "often): how long presence of its documents pauses before another process takes it.",
+    )
     partitions: int = Field(
         1,
         ge=1,

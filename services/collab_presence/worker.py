@@ -6,11 +6,20 @@ shards ``s`` with ``s % n == p``), and a document's updates all go to its one sh
 roster is also kept in Redis (``collab:{d:<id>}:roster``, listed in ``collab:rosters``)
 for welcome messages, the participants endpoint, and to restore the tracker after a
 restart.
+
+A process owns a shard only while it holds the shard's lease (``presence_lease``: its
+consumer name, with a time to live it keeps renewing). When the partitions are re-split
+(a StatefulSet of presence pods scaled and rolled one pod at a time), a new pod can start
+while an old one still reads a shard it will own; it waits for that lease, which the old
+pod gives up when it stops (or which expires if it was killed), so a document's updates
+never go to two trackers at once. A process restarted under its own name takes its
+leases back at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -21,7 +30,7 @@ from redis.asyncio import Redis
 
 from collab_core import fanout, keys
 from collab_core.ingress import PresenceUpdate
-from collab_core.service import BLOCK_MS, ensure_group, report_backlog, run_all
+from collab_core.service import BLOCK_MS, REDIS_ERRORS, ensure_group, report_backlog, run_all
 from collab_presence import metrics
 from collab_presence.tracker import Action, DropParticipant, Publish, SaveParticipant, Tracker
 
@@ -32,6 +41,27 @@ ROSTERS = f"{keys.PREFIX}:rosters"
 STREAM_MAXLEN = 1000
 
 _decode = msgspec.json.Decoder().decode
+
+#: A lease outlives its holder by this long when the holder is killed; renewed 3x as often.
+LEASE_MS = 10_000
+#: How often a process waiting for a lease asks again.
+LEASE_POLL_SECONDS = 0.5
+
+# Take the lease when nobody holds it or we do (and extend it): a check-and-set.
+_TAKE_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+_DROP_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class LeaseLost(Exception):
+    """Another process holds a lease this one had (it was frozen past the lease's life)."""
 
 
 class Worker:
@@ -46,6 +76,7 @@ class Worker:
         flush_ms: int = 40,
         expire_check_seconds: float = 5.0,
         block_ms: int = BLOCK_MS,
+        lease_ms: int = LEASE_MS,
     ) -> None:
         self.redis = redis
         self.consumer = consumer
@@ -58,32 +89,70 @@ class Worker:
         self.flush_seconds = flush_ms / 1000
         self.expire_check_seconds = expire_check_seconds
         self.block_ms = block_ms
+        self.lease_ms = lease_ms
+        self.leases = [keys.presence_lease(n) for n in self.owned]
+        self._take_lease = redis.register_script(_TAKE_LEASE)
+        self._drop_lease = redis.register_script(_DROP_LEASE)
         self.tracker = Tracker()
 
     async def run(self) -> None:
         await ensure_group(self.redis, self.streams, keys.PRESENCE_GROUP)
         self.tracker = Tracker()
-        await self._restore()
-        for stream in self.streams:
-            await self._adopt_pending(stream)
-            await self._consume(stream, "0")
-        # The flush and expire loops end only on an error (Redis), and their changes to
-        # the tracker may not have reached Redis: everything ends then, so that the
-        # supervisor restarts and restores the roster. One blocking read per shard: the
-        # shards are in different slots of a Redis Cluster.
-        await run_all(
-            *(self._consume_forever(stream) for stream in self.streams),
-            self._flush_loop(),
-            self._expire_loop(),
-            report_backlog(
-                self.redis,
-                self.streams,
-                keys.PRESENCE_GROUP,
-                pending=metrics.STREAM_PENDING,
-                lag=metrics.STREAM_LAG,
-                oldest=metrics.STREAM_OLDEST_PENDING,
-            ),
-        )
+        try:
+            await self._take_leases()
+            await self._restore()
+            for stream in self.streams:
+                await self._adopt_pending(stream)
+                await self._consume(stream, "0")
+            # The flush and expire loops end only on an error (Redis), and their changes
+            # to the tracker may not have reached Redis: everything ends then, so that the
+            # supervisor restarts and restores the roster. One blocking read per shard:
+            # the shards are in different slots of a Redis Cluster.
+            await run_all(
+                *(self._consume_forever(stream) for stream in self.streams),
+                self._flush_loop(),
+                self._expire_loop(),
+                self._renew_leases(),
+                report_backlog(
+                    self.redis,
+                    self.streams,
+                    keys.PRESENCE_GROUP,
+                    pending=metrics.STREAM_PENDING,
+                    lag=metrics.STREAM_LAG,
+                    oldest=metrics.STREAM_OLDEST_PENDING,
+                ),
+            )
+        finally:
+            metrics.SHARDS_OWNED.set(0)
+            # Stopping, or restarting after an error: the next owner may start now. A
+            # process killed outright leaves its leases to expire instead.
+            with contextlib.suppress(*REDIS_ERRORS):
+                for lease in self.leases:
+                    await self._drop_lease(keys=[lease], args=[self.consumer])
+
+    async def _take_leases(self) -> None:
+        """Wait until this process holds the lease of every shard it owns."""
+        held: set[str] = set()
+        logged = False
+        while True:
+            for lease in self.leases:
+                if await self._take_lease(keys=[lease], args=[self.consumer, self.lease_ms]):
+                    held.add(lease)
+            metrics.SHARDS_OWNED.set(len(held))
+            if len(held) == len(self.leases):
+                return
+            if not logged:
+                missing = len(self.leases) - len(held)
+                log.info("waiting for %d shard(s) another presence process owns", missing)
+                logged = True
+            await asyncio.sleep(LEASE_POLL_SECONDS)
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            for lease in self.leases:
+                if not await self._take_lease(keys=[lease], args=[self.consumer, self.lease_ms]):
+                    raise LeaseLost(lease)
 
     async def _consume_forever(self, stream: str) -> None:
         while True:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 
+import httpx
 import redis
 import websockets
 
@@ -123,85 +125,160 @@ def docs_per_shard(shards: int) -> list[str]:
     return [found[s] for s in range(shards)]
 
 
-def start_partitions(stack, partitions: int, shards: int) -> list:
+def start_partition(stack, partition: int, partitions: int, shards: int):
     """Presence as the chart runs it: pod n of a StatefulSet is partition n, named after it."""
-    started = [
-        stack.add(
-            "presence",
-            COLLAB_INGRESS_SHARDS=str(shards),
-            COLLAB_PRESENCE_PARTITIONS=str(partitions),
-            COLLAB_PRESENCE_PARTITION=str(n),
-            COLLAB_PRESENCE_CONSUMER=f"presence-{n}",
-        )
-        for n in range(partitions)
-    ]
-    for service in started:
-        service.wait_ready()
-    return started
+    service = stack.add(
+        "presence",
+        COLLAB_INGRESS_SHARDS=str(shards),
+        COLLAB_PRESENCE_PARTITIONS=str(partitions),
+        COLLAB_PRESENCE_PARTITION=str(partition),
+        COLLAB_PRESENCE_CONSUMER=f"presence-{partition}",
+    )
+    service.wait_ready()
+    return service
 
 
-async def test_partitions_resplit_restore_rosters_and_adopt_unacknowledged_updates(
+def shards_owned(service) -> float:
+    text = httpx.get(f"http://127.0.0.1:{service.port}/metrics").text
+    (line,) = [x for x in text.splitlines() if x.startswith("collab_presence_shards_owned ")]
+    return float(line.split()[1])
+
+
+async def owns(service, count: int, timeout: float = 15) -> None:
+    for _ in range(int(timeout * 10)):
+        if shards_owned(service) == count:
+            return
+        await asyncio.sleep(0.1)
+    assert shards_owned(service) == count
+
+
+async def test_partitions_resplit_one_pod_at_a_time_and_no_shard_has_two_owners(
     stack_factory,
 ) -> None:
-    """Three presence partitions, then two (a StatefulSet scaled down): every document's
-    roster survives in its new owner, and a join read by the removed partition but never
-    acknowledged still reaches the room."""
+    """Three presence partitions become two the way a StatefulSet does it: pod 2 goes,
+    then pods 1 and 0 are replaced one at a time. A new pod waits for a shard an old pod
+    still owns; rosters survive in their new owners; a join read by the removed pod but
+    never acknowledged still reaches the room."""
     shards = 6
     stack = stack_factory(start=False)
     stack.add("transform", COLLAB_INGRESS_SHARDS=str(shards))
     gateway = stack.add("gateway", COLLAB_INGRESS_SHARDS=str(shards))
     gateway.wait_ready()
-    old = start_partitions(stack, 3, shards)
+    old = [start_partition(stack, n, 3, shards) for n in range(3)]
+    for service in old:
+        await owns(service, 2)
     docs = docs_per_shard(shards)
-    watchers = {}
-    leavers = {}
+    watchers, leavers, sessions, newcomers = {}, {}, {}, {}
     for doc in docs:
         watchers[doc], _ = await join(stack, doc, "ada")
         leavers[doc], welcome = await join(stack, doc, "lin")
-        leavers[doc].welcome = welcome
+        sessions[doc] = welcome["session"]
         joined = await next_of(watchers[doc], "join")
         assert joined["participant"]["user"]["id"] == "lin", doc
 
-    for service in old:
-        service.stop()
-    # Joins while no partition runs wait in the ingress; one shard's are read by the
-    # partition that is going away, which dies before acknowledging them.
-    newcomers = {}
-    for doc in docs:
-        newcomers[doc], _ = await join(stack, doc, "kim")
-    gone = redis.Redis.from_url(stack.redis.url)
+    # Scale down: pod 2 stops. A join on its shard 2 is read by it, which then dies
+    # before acknowledging it (played here by reading as its consumer).
+    old[2].stop()
+    newcomers[docs[2]], _ = await join(stack, docs[2], "kim")
+    client = redis.Redis.from_url(stack.redis.url)
     try:
-        orphaned = keys.presence_ingress(keys.shard_of(docs[2], shards))
-        read = gone.xreadgroup(keys.PRESENCE_GROUP, "presence-2", {orphaned: ">"})
-        assert read, "the join of kim should be waiting in its shard"
+        stream = keys.presence_ingress(2)
+        for _ in range(200):
+            read = client.xreadgroup(keys.PRESENCE_GROUP, "presence-2", {stream: ">"})
+            if read:
+                break
+            await asyncio.sleep(0.05)
+        assert read
         assert read[0][1]
     finally:
-        gone.close()
+        client.close()
 
-    start_partitions(stack, 2, shards)
+    # Pod 1 is replaced: the new one owns shards 1, 3 and 5, but old pod 0 still owns 3.
+    old[1].stop()
+    new1 = start_partition(stack, 1, 2, shards)
+    await owns(new1, 2)
+    await asyncio.sleep(1.5)
+    assert shards_owned(new1) == 2
+    # Shard 3's documents are still served by old pod 0, and only by it.
+    newcomers[docs[3]], _ = await join(stack, docs[3], "kim")
+    joined = await next_of(watchers[docs[3]], "join", timeout=10)
+    assert joined["participant"]["user"]["id"] == "kim"
+
+    # Pod 0 is replaced: its shard 3 passes to the new pod 1.
+    old[0].stop()
+    start_partition(stack, 0, 2, shards)
+    await owns(new1, 3)
     for doc in docs:
-        joined = await next_of(watchers[doc], "join", timeout=10)
-        assert joined["participant"]["user"]["id"] == "kim", doc
+        if doc not in newcomers:
+            newcomers[doc], _ = await join(stack, doc, "kim")
+    for doc in docs:
+        if doc != docs[3]:
+            joined = await next_of(watchers[doc], "join", timeout=10)
+            assert joined["participant"]["user"]["id"] == "kim", doc
         # The roster the new owner restored: a late joiner sees everyone else.
         late, welcome = await join(stack, doc, "sam")
         users = sorted(p["user"]["id"] for p in welcome["participants"])
         assert users == ["ada", "kim", "lin"], doc
         await late.close()
-        # A leave of a session the removed partitions had tracked reaches the room.
+        # A leave of a session the old pods had tracked reaches the room.
         await leavers[doc].close()
-        while True:
-            left = await next_of(watchers[doc], "leave", timeout=10)
-            if left["session"] == leavers[doc].welcome["session"]:
-                break
-    # Nothing is left pending on the consumer of the removed partition.
-    check = redis.Redis.from_url(stack.redis.url)
+        while (await next_of(watchers[doc], "leave", timeout=10))["session"] != sessions[doc]:
+            pass
+    # Nothing is left pending on the consumer of the removed pod.
+    client = redis.Redis.from_url(stack.redis.url)
     try:
         for shard in range(shards):
-            pending = check.xpending(keys.presence_ingress(shard), keys.PRESENCE_GROUP)
+            pending = client.xpending(keys.presence_ingress(shard), keys.PRESENCE_GROUP)
             holders = {c["name"].decode() for c in pending["consumers"]}
             assert "presence-2" not in holders, shard
     finally:
-        check.close()
+        client.close()
     for doc in docs:
         await watchers[doc].close()
         await newcomers[doc].close()
+
+
+async def test_a_killed_owners_shards_pass_on_when_its_lease_expires_and_a_woken_one_yields(
+    stack_factory,
+) -> None:
+    """A presence process killed outright keeps its shards until its lease expires; then a
+    process of another name takes them over and restores the roster. A process frozen
+    past its lease finds it taken when it wakes and stops consuming (it waits for the
+    lease again)."""
+    lease = {"COLLAB_PRESENCE_LEASE_MS": "3000"}
+    stack = stack_factory(start=False)
+    stack.add("transform")
+    stack.add("gateway").wait_ready()
+    first = stack.add("presence", COLLAB_PRESENCE_CONSUMER="first", **lease)
+    first.wait_ready()
+    await owns(first, 2)
+    ada, _ = await join(stack, "lease", "ada")
+    lin, wl = await join(stack, "lease", "lin")
+    assert (await next_of(ada, "join"))["participant"]["session"] == wl["session"]
+
+    first.kill()
+    killed = time.monotonic()
+    second = stack.add("presence", COLLAB_PRESENCE_CONSUMER="second", **lease)
+    second.wait_ready()
+    await owns(second, 2)
+    # Renewed every second, the lease lived at least two more seconds after the kill.
+    assert time.monotonic() - killed >= 1.9
+    kim, _ = await join(stack, "lease", "kim")
+    assert (await next_of(ada, "join", timeout=10))["participant"]["user"]["id"] == "kim"
+    await lin.close()
+    assert (await next_of(ada, "leave", timeout=10))["session"] == wl["session"]
+
+    # Frozen past its lease: another process takes over; woken, it yields.
+    second.signal(signal.SIGSTOP)
+    third = stack.add("presence", COLLAB_PRESENCE_CONSUMER="third", **lease)
+    third.wait_ready()
+    await owns(third, 2)
+    second.signal(signal.SIGCONT)
+    await owns(second, 0)
+    await asyncio.sleep(1.5)
+    assert shards_owned(second) == 0
+    assert shards_owned(third) == 2
+    sam, _ = await join(stack, "lease", "sam")
+    assert (await next_of(ada, "join", timeout=10))["participant"]["user"]["id"] == "sam"
+    for ws in (ada, kim, sam):
+        await ws.close()

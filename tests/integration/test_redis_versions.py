@@ -35,7 +35,7 @@ from tests.integration.test_http_api import (  # noqa: F401
 )
 from tests.integration.test_presence import (  # noqa: F401
     test_join_presence_and_leave,
-    test_partitions_resplit_restore_rosters_and_adopt_unacknowledged_updates,
+    test_partitions_resplit_one_pod_at_a_time_and_no_shard_has_two_owners,
 )
 from tests.integration.test_protocol_flow import (  # noqa: F401
     test_acks_and_ops_arrive_in_version_order_without_gaps,
