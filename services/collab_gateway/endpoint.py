@@ -222,12 +222,13 @@ class Connection:
     async def _cleanup(self, writer: asyncio.Task[None]) -> None:
         self.session.closed()
         member = self.member
+        # What is local comes first: a frozen or failing Redis below must not hold the
+        # user's connection slot, the room or the close frame.
         if member is not None:
             self.gateway.left(self.doc, member)
-            with contextlib.suppress(*REDIS_ERRORS):
-                await self.gateway.leave_presence(self.doc, member.session)
         if self.admitted_user is not None:
             self.gateway.release(self.admitted_user)
+            self.admitted_user = None
         if self.outbox.cut_off:
             self.reason = metrics.SLOW_CONSUMER
         if not writer.done():
@@ -242,3 +243,5 @@ class Connection:
         ):
             await writer
         metrics.DISCONNECTS.labels(self.reason).inc()
+        if member is not None:
+            await self.gateway.leave_presence(self.doc, member.session)

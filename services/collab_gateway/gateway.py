@@ -357,7 +357,7 @@ class Gateway:
         )
 
     async def leave_presence(self, doc: str, session: str) -> None:
-        """Tell presence that ``session`` left; if Redis is unavailable, tell it later.
+        """Tell presence that ``session`` left; if that fails, tell it later.
 
         A lost leave would keep the session in the roster for as long as this gateway
         lives, so it is kept and sent again with the next load report.
@@ -367,10 +367,13 @@ class Gateway:
         )
         try:
             await self.update_presence(update)
-        except REDIS_ERRORS:
+        except Exception as exc:
+            # Whatever failed, the leave is kept; only what is not a Redis outage (which
+            # is reported where it is noticed) is worth a line per connection.
+            if not isinstance(exc, REDIS_ERRORS):
+                log.warning("presence leave of %s failed, kept to resend: %r", session, exc)
             if len(self._unsent_leaves) < MAX_UNSENT_LEAVES:
                 self._unsent_leaves.append(update)
-            raise
 
     async def _resend_leaves(self) -> None:
         while self._unsent_leaves:

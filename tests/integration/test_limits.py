@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+import redis
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -137,3 +138,56 @@ async def test_gateway_publishes_its_load(stack) -> None:
             assert await r.ttl(f"collab:gateway:{ids[0].decode()}") > 0
         finally:
             await r.aclose()
+
+
+async def test_a_closed_connection_frees_its_slot_while_redis_is_frozen(stack_factory) -> None:
+    """The gateway's own bookkeeping of a closing connection (its room, the user's
+    connection slot, the close frame) does not wait on Redis; the presence leave does,
+    and reaches the roster once Redis is back."""
+    from tests.integration.chaos import metric
+
+    from collab_core import keys
+
+    stack = stack_factory(COLLAB_GATEWAY_CONNECTIONS_PER_USER="1")
+    doc = "frozen-leave"
+    ws = await websockets.connect(stack.ws_url(doc))
+    await ws.send(json.dumps({"type": "hello", "token": stack.token("ada"), "client": "c"}))
+    welcome = json.loads(await ws.recv())
+    assert welcome["type"] == "welcome"
+    session = welcome["session"]
+
+    def gauges() -> tuple[float, float, float]:
+        text = httpx.get(f"{stack.http()}/metrics", timeout=5).text
+        return tuple(  # type: ignore[return-value]
+            metric(text, f"collab_gateway_{name}") for name in ("connections", "rooms", "users")
+        )
+
+    r = redis.Redis.from_url(stack.redis.url)
+    try:
+        for _ in range(100):
+            if r.hexists(keys.roster(doc), session):
+                break
+            await asyncio.sleep(0.1)
+        assert r.hexists(keys.roster(doc), session)
+        assert gauges() == (1, 1, 1)
+        stack.redis.pause()
+        try:
+            async with asyncio.timeout(3):
+                await ws.close()
+            # Redis answers nothing for 4 s; the slot is free well before that.
+            freed = None
+            for _ in range(30):
+                freed = gauges()
+                if freed == (0, 0, 0):
+                    break
+                await asyncio.sleep(0.1)
+            assert freed == (0, 0, 0), f"connections, rooms, users while Redis is frozen: {freed}"
+        finally:
+            stack.redis.resume()
+        for _ in range(150):
+            if not r.hexists(keys.roster(doc), session):
+                break
+            await asyncio.sleep(0.1)
+        assert not r.hexists(keys.roster(doc), session), "the leave never reached presence"
+    finally:
+        r.close()

@@ -61,13 +61,26 @@ def presence_state(stack, doc: str) -> str:
     return f"roster {roster}; live gateways {alive}; rosters {rosters}; tracked {tracked}"
 
 
+def complaints(services, last: int = 20) -> str:
+    """The services' last warnings and errors, for a failure message."""
+    lines = []
+    for service in services:
+        text = service.log_path.read_text(errors="replace")
+        lines += [
+            f"{service.name}: {line}"
+            for line in text.splitlines()
+            if " WARNING " in line or " ERROR " in line or "Traceback" in line
+        ][-last:]
+    return "\n".join(lines)
+
+
 async def until_idle(gateways, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
         gauges = [gateway_gauges(g) for g in gateways]
         if all(g["connections"] == g["rooms"] == g["users"] == 0 for g in gauges):
             return
-        assert time.monotonic() < deadline, f"not back to idle: {gauges}"
+        assert time.monotonic() < deadline, f"not back to idle: {gauges}\n{complaints(gateways)}"
         await asyncio.sleep(0.2)
 
 
